@@ -1,0 +1,67 @@
+"""A minimal DER TLV walker: enough for the Intel SGX extension of PCK certificates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TAG_BOOLEAN = 0x01
+TAG_INTEGER = 0x02
+TAG_OCTET_STRING = 0x04
+TAG_OID = 0x06
+TAG_ENUMERATED = 0x0A
+TAG_SEQUENCE = 0x30
+
+
+class DerError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Tlv:
+    tag: int
+    value: bytes
+
+
+def read_tlvs(data: bytes) -> list[Tlv]:
+    """Split a run of DER TLVs; raises DerError on any length that does not fit."""
+    out: list[Tlv] = []
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < 2:
+            raise DerError(f"truncated TLV header at offset {pos}")
+        tag = data[pos]
+        first = data[pos + 1]
+        pos += 2
+        if first < 0x80:
+            length = first
+        else:
+            n = first & 0x7F
+            if n == 0 or n > 4 or pos + n > len(data):
+                raise DerError(f"bad long-form length at offset {pos - 1}")
+            length = int.from_bytes(data[pos : pos + n], "big")
+            pos += n
+        if pos + length > len(data):
+            raise DerError(f"TLV at offset {pos} declares {length} bytes, {len(data) - pos} left")
+        out.append(Tlv(tag, data[pos : pos + length]))
+        pos += length
+    return out
+
+
+def decode_oid(value: bytes) -> str:
+    if not value:
+        raise DerError("empty OID")
+    first = value[0]
+    arcs = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
+    acc = 0
+    for b in value[1:]:
+        acc = (acc << 7) | (b & 0x7F)
+        if not b & 0x80:
+            arcs.append(acc)
+            acc = 0
+    return ".".join(str(a) for a in arcs)
+
+
+def decode_uint(value: bytes) -> int:
+    if not value or value[0] & 0x80:
+        raise DerError("not a non-negative INTEGER")
+    return int.from_bytes(value, "big")
