@@ -59,6 +59,8 @@ class InputFile(BaseModel):
     sha256: str
     size: int
     role: str = ""
+    # The bytes themselves (base64) for inputs up to 1 MiB, so a report can be re-run offline as it was.
+    content_b64: str | None = None
 
 
 class DataObject(BaseModel):

@@ -261,16 +261,20 @@ class _Pipeline:
         self.anchor = anchor
         self.checks: list[Check] = []
         self.blocked: dict[str, str] = {}
+        # A pseudo-step (collateral) that could not be had because of an error makes its dependants `error`.
+        self.block_status: dict[str, CheckStatus] = {}
 
-    def block(self, name: str, reason: str) -> None:
+    def block(self, name: str, reason: str, status: CheckStatus = CheckStatus.SKIP) -> None:
         self.blocked[name] = reason
+        self.block_status[name] = status
 
     def run(
         self, check_id: str, needs: list[str], fn: Callable[[], StepOutcome], anchor: str | None = None
     ) -> bool:
         for need in needs:
             if need in self.blocked:
-                self._add(check_id, CheckStatus.SKIP, self.blocked[need], {"blocked_by": need}, anchor)
+                status = self.block_status.get(need, CheckStatus.SKIP)
+                self._add(check_id, status, self.blocked[need], {"blocked_by": need}, anchor)
                 self.blocked[check_id] = self.blocked[need]
                 return False
         try:
@@ -513,6 +517,7 @@ def verify_quote(
     policy: TcbPolicy | None = None,
     entity: Entity = "app",
     collateral_missing_reason: str = "no collateral was given",
+    collateral_is_error: bool = False,
     memo: CollateralMemo | None = None,
     reference: bool = True,
 ) -> HardwareResult:
@@ -523,7 +528,8 @@ def verify_quote(
     p = _Pipeline(entity, anchor.anchor)
     res = HardwareResult(checks=p.checks)
     if collateral is None:
-        p.block("collateral", f"skipped: {collateral_missing_reason}")
+        p.block("collateral", collateral_missing_reason or "no collateral was given",
+                CheckStatus.ERROR if collateral_is_error else CheckStatus.SKIP)
     ckey = collateral_key(collateral) if collateral is not None else ""
     state: dict[str, Any] = {}
 

@@ -1,0 +1,169 @@
+"""The command line: `dstack-inspector [gui|verify] ...`, with the exit codes of the CLI contract.
+
+0 verdict pass; 1 fail; 2 bad input or usage; 3 incomplete, or an internal or network error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 by itself; keep our one-line format
+        raise UsageError(message)
+
+
+def parse_instant(text: str) -> int:
+    """ISO-8601 (a zone-less time is UTC) or unix seconds."""
+    value = text.strip()
+    if value.lstrip("-").isdigit():
+        seconds = int(value)
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--at: {text!r} is neither ISO-8601 nor unix seconds") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = int(moment.timestamp())
+    if seconds < 0 or seconds > 253402300799:
+        raise UsageError(f"--at: {text!r} is out of range")
+    return seconds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dstack_verifier import __version__
+
+    parser = _Parser(prog="dstack-inspector", description="Attestation inspector for dstack apps on Intel TDX.")
+    parser.add_argument("--version", action="version", version=f"dstack-inspector {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    gui = sub.add_parser("gui", help="open the GUI (the default)")
+    gui.add_argument("evidence", nargs="*", type=Path, help="evidence files to open")
+    gui.add_argument("--screenshot", type=Path, help="render the window to this PNG and exit")
+    v = sub.add_parser("verify", help="verify evidence and print the checks or the JSON report")
+    v.add_argument("evidence", nargs="+", type=Path, help="quote (binary/hex), GetQuote JSON, collateral, report")
+    v.add_argument("--offline", action="store_true", help="never touch the network")
+    v.add_argument("--collateral", type=Path, help="DCAP collateral JSON (dcap-qvl QuoteCollateralV3 shape)")
+    v.add_argument("--at", help="verification instant, ISO-8601 or unix seconds (default: now)")
+    v.add_argument("--root-ca", type=Path, help="trust anchor instead of the Intel SGX Root CA (tests, demos)")
+    v.add_argument("--phases", help="comma-separated phases to run: hardware,os,source,domain")
+    v.add_argument("--pccs-url", help="PCCS or Intel PCS base URL (default: Phala's PCCS)")
+    v.add_argument("--no-cache", action="store_true", help="do not use the on-disk collateral cache")
+    v.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    v.add_argument("--output", type=Path, help="write the JSON report to this file")
+    return parser
+
+
+def _phases(text: str | None) -> tuple[str, ...]:
+    from dstack_verifier.verification import PHASES
+
+    if not text:
+        return PHASES
+    chosen = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in chosen if p not in PHASES]
+    if unknown or not chosen:
+        raise UsageError(f"--phases: unknown phase {', '.join(unknown) or '(none)'}; choose from {', '.join(PHASES)}")
+    return chosen
+
+
+def _print_human(report, out) -> None:  # type: ignore[no-untyped-def]
+    from dstack_verifier.model import CheckStatus
+
+    marks = {CheckStatus.PASS: "PASS", CheckStatus.FAIL: "FAIL", CheckStatus.WARN: "WARN",
+             CheckStatus.SKIP: "SKIP", CheckStatus.ERROR: "ERR "}
+    when = datetime.fromtimestamp(report.verified_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    anchor = report.policy.get("trust_anchor", {})
+    root = "Intel SGX Root CA" if anchor.get("intel") else f"caller-supplied root {anchor.get('subject', '?')}"
+    print(f"verdict: {report.verdict.value.upper()}   at {when}   trust anchor: {root}", file=out)
+    for c in report.checks:
+        print(f"  {marks[c.status]}  {c.entity:<7} {c.id:<34} {c.summary}", file=out)
+    tcb = report.entities.get("app", {}).get("tcb", {})
+    if tcb.get("status"):
+        adv = ", ".join(tcb.get("advisory_ids") or []) or "none"
+        print(f"TCB status: {tcb['status']}   advisories: {adv}", file=out)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from dstack_verifier.evidence import load_evidence
+    from dstack_verifier.model import Verdict
+    from dstack_verifier.net import NetClient
+    from dstack_verifier.quote.pccs import PHALA_PCCS_URL, CollateralCache
+    from dstack_verifier.verification import VerifyOptions, load_anchor, verify_evidence
+
+    from .settings import collateral_cache_dir
+
+    now = parse_instant(args.at) if args.at else int(time.time())
+    options = VerifyOptions(
+        now=now,
+        anchor=load_anchor(args.root_ca),
+        offline=args.offline,
+        pccs_url=args.pccs_url or os.environ.get("PCCS_URL") or PHALA_PCCS_URL,
+        phases=_phases(args.phases),
+    )
+    items = [load_evidence(p) for p in args.evidence]
+    if args.collateral is not None:
+        col = load_evidence(args.collateral)
+        if col.kind not in ("collateral", "report"):
+            raise UsageError(f"--collateral: {args.collateral} is not DCAP collateral JSON")
+        items.append(col)
+    cache = None if args.no_cache else CollateralCache(collateral_cache_dir())
+    client = None if args.offline else NetClient()
+    try:
+        report = verify_evidence(items, options, client=client, cache=cache)
+    finally:
+        if client is not None:
+            client.close()
+    text = report.to_json()
+    if args.output:
+        args.output.write_text(text + "\n")
+    if args.json:
+        sys.stdout.write(text + "\n")
+    else:
+        _print_human(report, sys.stdout)
+    return {Verdict.PASS: EXIT_PASS, Verdict.FAIL: EXIT_FAIL}.get(report.verdict, EXIT_INCOMPLETE)
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from .gui.app import run_gui
+
+    return run_gui(evidence=list(getattr(args, "evidence", []) or []), screenshot=getattr(args, "screenshot", None))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dstack_verifier.errors import InputError
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "verify":
+            return cmd_verify(args)
+        return cmd_gui(args)
+    except UsageError as exc:
+        print(f"dstack-inspector: usage error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except InputError as exc:
+        print(f"dstack-inspector: bad input: {exc.describe()}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("dstack-inspector: interrupted", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    except Exception as exc:  # the contract: one line, never a traceback (set DSTACK_INSPECTOR_DEBUG for one)
+        if os.environ.get("DSTACK_INSPECTOR_DEBUG"):
+            raise
+        print(f"dstack-inspector: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return EXIT_INCOMPLETE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Evidence files: read with a size bound, detect the kind from content (never the file name), decode.
+
+Kinds handled here: a raw quote (binary, or hex with or without 0x, whitespace tolerated), a guest-agent
+GetQuote JSON (`quote` field), DCAP collateral JSON, and a report of ours (its recorded inputs are replayed).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .model import REPORT_SCHEMA, InputFile
+from .quote.collateral import COLLATERAL_KEYS
+from .quote.structure import INTEL_QE_VENDOR_ID, TEE_SGX, TEE_TDX, Quote, parse_quote
+
+MAX_EVIDENCE_BYTES = 32 * 1024 * 1024
+MAX_QUOTE_BYTES = 1024 * 1024
+_NOT_HEX_RE = re.compile(rb"[^0-9a-fA-F \t\r\n]")
+_SPACE_RE = re.compile(rb"[ \t\r\n]+")
+
+
+@dataclass
+class Evidence:
+    name: str
+    kind: str  # quote | getquote | collateral | report
+    data: bytes
+    quote: bytes | None = None
+    json: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def input_file(self, role: str = "") -> InputFile:
+        return InputFile(
+            name=self.name,
+            kind=self.kind,
+            sha256=hashlib.sha256(self.data).hexdigest(),
+            size=len(self.data),
+            role=role,
+            content_b64=base64.b64encode(self.data).decode() if len(self.data) <= MAX_QUOTE_BYTES else None,
+        )
+
+
+def read_bounded(path: Path, limit: int = MAX_EVIDENCE_BYTES) -> bytes:
+    """Read a file, refusing it before reading when it is larger than `limit`."""
+    name = str(path)
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise InputError("not a regular file", source=name)
+        if size > limit:
+            raise InputError(f"file is {size} bytes, more than the {limit} bytes evidence may have", source=name)
+        with path.open("rb") as fh:
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise InputError("no such file", source=name) from None
+    except IsADirectoryError:
+        raise InputError("is a directory", source=name) from None
+    except PermissionError:
+        raise InputError("permission denied", source=name) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", source=name) from None
+    if len(data) > limit:
+        raise InputError(f"file grew past {limit} bytes while being read", source=name)
+    return data
+
+
+def decode_hex_text(text: bytes, source: str, field_name: str | None = None) -> bytes:
+    """Hex with optional 0x prefix and any whitespace; the error names the offset of the first bad character."""
+    start = len(text) - len(text.lstrip())
+    body = text.strip()
+    if body[:2] in (b"0x", b"0X"):
+        body, start = body[2:], start + 2
+    bad = _NOT_HEX_RE.search(body)
+    if bad:
+        byte = bad.group()[0]
+        shown = repr(chr(byte)) if 32 < byte < 127 else f"byte 0x{byte:02x}"
+        raise InputError(f"not hex: character {shown}", source=source, field=field_name, offset=start + bad.start())
+    compact = _SPACE_RE.sub(b"", body)
+    if not compact:
+        raise InputError("empty: no hex digits", source=source, field=field_name)
+    if len(compact) % 2:
+        raise InputError(f"odd number of hex digits ({len(compact)})", source=source, field=field_name)
+    return bytes.fromhex(compact.decode())
+
+
+def check_quote(data: bytes, source: str, field_name: str | None = None) -> Quote:
+    """Structure and header: what makes a quote a DCAP quote at all. Anything else is bad input (exit 2)."""
+    if len(data) > MAX_QUOTE_BYTES:
+        raise InputError(f"quote is {len(data)} bytes, more than {MAX_QUOTE_BYTES}", source=source, field=field_name)
+    try:
+        q = parse_quote(data)
+    except InputError as exc:
+        inner = f"{field_name}: {exc.field}" if field_name and exc.field else (exc.field or field_name)
+        raise InputError(exc.message, source=source, field=inner, offset=exc.offset) from None
+    h = q.header
+    problems = [
+        (h.attestation_key_type != 2, f"attestation key type {h.attestation_key_type} (only 2, ECDSA P-256)",
+         "header.attestation_key_type", 2),
+        (h.tee_type not in (TEE_SGX, TEE_TDX), f"TEE type 0x{h.tee_type:x}", "header.tee_type", 4),
+        (h.tee_type == TEE_TDX and h.version not in (4, 5), f"TDX quote with version {h.version}", "header.version", 0),
+        (h.qe_vendor_id != INTEL_QE_VENDOR_ID, f"QE vendor ID {h.qe_vendor_id.hex()} is not Intel's",
+         "header.qe_vendor_id", 12),
+    ]
+    for bad, message, name, offset in problems:
+        if bad:
+            raise InputError(f"unsupported quote: {message}", source=source, field=name, offset=offset)
+    return q
+
+
+def _looks_like_text(data: bytes) -> bool:
+    sample = data[:4096]
+    return all(b in b"\t\r\n" or 32 <= b < 127 for b in sample)
+
+
+def detect(data: bytes, name: str) -> Evidence:
+    stripped = data.lstrip()
+    if stripped.startswith((b"{", b"[")):
+        return _detect_json(data, name)
+    if _looks_like_text(data):
+        quote = decode_hex_text(data, name)
+        check_quote(quote, name)
+        return Evidence(name, "quote", data, quote=quote)
+    check_quote(data, name)
+    return Evidence(name, "quote", data, quote=data)
+
+
+def _detect_json(data: bytes, name: str) -> Evidence:
+    try:
+        doc = json.loads(data)
+    except UnicodeDecodeError:
+        raise InputError("JSON is not UTF-8", source=name) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", source=name,
+                         offset=exc.pos) from None
+    except RecursionError:
+        raise InputError("JSON nests too deeply", source=name) from None
+    if not isinstance(doc, dict):
+        raise InputError("expected a JSON object", source=name)
+    if doc.get("schema") == REPORT_SCHEMA:
+        return Evidence(name, "report", data, json=doc)
+    if all(k in doc for k in COLLATERAL_KEYS):
+        return Evidence(name, "collateral", data, json=doc)
+    if "quote" in doc:
+        value = doc["quote"]
+        if not isinstance(value, str):
+            raise InputError("expected a hex string", source=name, field="quote")
+        quote = decode_hex_text(value.encode(), name, "quote")
+        check_quote(quote, name, "quote")
+        return Evidence(name, "getquote", data, quote=quote, json=doc)
+    keys = ", ".join(sorted(doc)[:8])
+    raise InputError(f"unrecognised JSON evidence (keys: {keys}); expected a GetQuote answer with `quote`, "
+                     "DCAP collateral, or a dstack-inspector report", source=name)
+
+
+def load_evidence(path: Path) -> Evidence:
+    return detect(read_bounded(path), str(path))
+
+
+def replay_inputs(report: dict[str, Any], source: str) -> list[Evidence]:
+    """The recorded inputs of a report, decoded again (each is checked against its recorded digest)."""
+    out = []
+    inputs = report.get("inputs")
+    if not isinstance(inputs, list):
+        raise InputError("report has no inputs list", source=source, field="inputs")
+    for i, item in enumerate(inputs):
+        try:
+            record = InputFile.model_validate(item)
+        except ValueError:
+            raise InputError("malformed input record", source=source, field=f"inputs[{i}]") from None
+        if record.content_b64 is None:
+            raise InputError(f"input {record.name} was not recorded in the report", source=source,
+                             field=f"inputs[{i}]")
+        data = base64.b64decode(record.content_b64)
+        if hashlib.sha256(data).hexdigest() != record.sha256:
+            raise InputError(f"recorded input {record.name} does not match its sha256", source=source,
+                             field=f"inputs[{i}]")
+        out.append(detect(data, f"{source}:{record.name}"))
+    return out

@@ -1,0 +1,378 @@
+"""The one HTTP client of the verifier.
+
+Every network access of the library goes through :class:`NetClient` so that
+
+* timeouts, retries and body-size limits are the same everywhere (network answers are untrusted input),
+* an offline run can refuse every request up front,
+* every answer is recorded as an :class:`Exchange`, which lets a later run be replayed offline from the
+  recorded evidence with :class:`ReplayClient`.
+
+No globals: the httpx client, the clock and the sleep function are constructor parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.metadata
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "USER_AGENT",
+    "Exchange",
+    "NetClient",
+    "NetError",
+    "NetResponse",
+    "NotRecordedError",
+    "OfflineError",
+    "ReplayClient",
+]
+
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+# Connect fast-fails on a dead host; read is generous because PCS/PCCS answers can be slow under load.
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# Only these are worth retrying: the server (or a proxy in front of it) says "try again later".
+RETRY_STATUSES = frozenset({502, 503, 504})
+# Request headers that may carry secrets; they never go into the recorded evidence.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "ocp-apim-subscription-key", "x-api-key"})
+_MAX_BACKOFF = 8.0
+_EXCERPT_CHARS = 160
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("dstack-inspector")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree without install metadata
+        return "0"
+
+
+USER_AGENT = f"dstack-inspector/{_version()}"
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """Collapse whitespace so that error messages stay on one line, and bound their length."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class NetError(Exception):
+    """A network request failed. ``str(err)`` is one line naming the URL and the problem."""
+
+    def __init__(self, url: str, problem: str, *, offline: bool = False) -> None:
+        self.url = url
+        self.problem = _one_line(problem)
+        # Callers turn offline refusals into a "skip" rather than an "error", so keep the fact queryable.
+        self.offline = offline
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"{self.url}: {self.problem}"
+
+
+class OfflineError(NetError):
+    """The request was refused because the client is offline (or the answer is not in a recording)."""
+
+    def __init__(self, url: str, problem: str = "offline mode: network access refused") -> None:
+        super().__init__(url, problem, offline=True)
+
+
+class NotRecordedError(OfflineError):
+    """A replay was asked for a URL that the recorded evidence does not hold."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, "not in the recorded evidence")
+
+    def _message(self) -> str:
+        return f"not in the recorded evidence: {self.url}"
+
+
+class Exchange(BaseModel):
+    """One recorded request/response, as stored in the evidence."""
+
+    method: str = "GET"
+    url: str = Field(description="full URL including the query string")
+    request_headers: dict[str, str] = Field(
+        default_factory=dict, description="headers we chose to send (lower-case names), secrets omitted"
+    )
+    status: int
+    headers: dict[str, str] = Field(default_factory=dict, description="response headers, lower-case names")
+    body: str = Field(default="", description="response body, base64")
+    fetched_at: float = Field(description="unix seconds when the answer arrived")
+
+    @property
+    def content(self) -> bytes:
+        return base64.b64decode(self.body, validate=True)
+
+
+@dataclass(frozen=True)
+class NetResponse:
+    """What callers get back: a completed answer with the whole (size-bounded) body in memory."""
+
+    url: str
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    content: bytes
+    reason: str = ""
+    exchange: Exchange | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def header(self, name: str) -> str | None:
+        """Case-insensitive header lookup."""
+        return self.headers.get(name.lower())
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def excerpt(self) -> str:
+        return _one_line(self.text, _EXCERPT_CHARS)
+
+    def status_problem(self) -> str:
+        """One line for error messages: the status and a short excerpt of the body."""
+        status = f"HTTP {self.status}" + (f" {self.reason}" if self.reason else "")
+        excerpt = self.excerpt()
+        return f"{status}: {excerpt}" if excerpt else status
+
+    @classmethod
+    def from_exchange(cls, exchange: Exchange) -> NetResponse:
+        return cls(
+            url=exchange.url,
+            status=exchange.status,
+            headers=dict(exchange.headers),
+            content=exchange.content,
+            exchange=exchange,
+        )
+
+
+def _full_url(url: str, params: Mapping[str, Any] | None) -> str:
+    # httpx builds the query string the same way for a live request and for a replay lookup,
+    # so the recorded URL and the looked-up URL compare equal.
+    base = httpx.URL(url)
+    # Merge rather than replace: a query already in ``url`` is kept (httpx.URL(url, params=...) would drop it).
+    return str(base.copy_merge_params(dict(params)) if params else base)
+
+
+def _recordable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
+
+
+class NetClient:
+    """Injectable HTTP client: timeouts, bounded retries, body-size limit, offline mode, recording.
+
+    ``get`` returns any completed answer (also non-2xx) and lets the caller decide; ``get_ok`` raises
+    :class:`NetError` for non-2xx. Every answer returned to a caller is appended to ``recorder``.
+    """
+
+    def __init__(
+        self,
+        http: httpx.Client | None = None,
+        *,
+        offline: bool = False,
+        max_body: int = DEFAULT_MAX_BODY,
+        retries: int = 2,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        recorder: list[Exchange] | None = None,
+        timeout: httpx.Timeout | float | None = None,
+        deadline: float | None = 300.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_body < 0 or retries < 0 or backoff < 0:
+            raise ValueError("max_body, retries and backoff must not be negative")
+        self._owns_http = http is None and not offline
+        if http is None and not offline:
+            http = httpx.Client(
+                timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+                follow_redirects=False,
+                headers={"User-Agent": USER_AGENT},
+            )
+        self._http = http
+        self.offline = offline
+        self.max_body = max_body
+        self.retries = retries
+        self.backoff = backoff
+        self._sleep = sleep
+        self._clock = clock
+        # httpx timeouts are per socket operation; a server dripping one byte at a time never trips them,
+        # so a whole attempt also has a wall-clock budget.
+        self.deadline = deadline
+        self._monotonic = monotonic
+        self.recorder: list[Exchange] = recorder if recorder is not None else []
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._owns_http and self._http is not None:
+            self._http.close()
+
+    def __enter__(self) -> NetClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests --------------------------------------------------------------------------------------------
+
+    def get(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> NetResponse:
+        """GET ``url``; returns the answer whatever its status. Raises NetError when no answer arrived."""
+        full = _full_url(url, params)
+        sent = {"User-Agent": USER_AGENT, **(headers or {})}
+        response = self._fetch(full, sent)
+        exchange = Exchange(
+            method="GET",
+            url=response.url,
+            request_headers=_recordable_headers(sent),
+            status=response.status,
+            headers=dict(response.headers),
+            body=base64.b64encode(response.content).decode("ascii"),
+            fetched_at=self._clock(),
+        )
+        self.recorder.append(exchange)
+        return NetResponse(
+            url=response.url,
+            status=response.status,
+            headers=response.headers,
+            content=response.content,
+            reason=response.reason,
+            exchange=exchange,
+        )
+
+    def get_ok(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> NetResponse:
+        """Like ``get`` but a non-2xx answer raises NetError with the status and a short body excerpt."""
+        response = self.get(url, params=params, headers=headers)
+        if not response.ok:
+            raise NetError(response.url, response.status_problem())
+        return response
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _fetch(self, url: str, headers: Mapping[str, str]) -> NetResponse:
+        if self.offline or self._http is None:
+            raise OfflineError(url)
+        attempt = 0
+        while True:
+            try:
+                response = self._once(url, headers)
+            except _Retryable as exc:
+                if attempt >= self.retries:
+                    raise NetError(url, exc.problem) from exc.__cause__
+                self._sleep(self._delay(attempt, None))
+                attempt += 1
+                continue
+            if response.status in RETRY_STATUSES and attempt < self.retries:
+                self._sleep(self._delay(attempt, response.header("retry-after")))
+                attempt += 1
+                continue
+            return response
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        delay = self.backoff * (2**attempt)
+        # Honour a numeric Retry-After, but stay bounded: a hostile server must not park us for hours.
+        if retry_after is not None and retry_after.strip().isdigit():
+            delay = max(delay, float(retry_after.strip()))
+        return min(delay, _MAX_BACKOFF)
+
+    def _once(self, url: str, headers: Mapping[str, str]) -> NetResponse:
+        assert self._http is not None
+        try:
+            with self._http.stream("GET", url, headers=dict(headers)) as resp:
+                declared = resp.headers.get("content-length")
+                # Refuse before reading when the server announces a body above the limit.
+                if declared is not None and declared.strip().isdigit() and int(declared) > self.max_body:
+                    raise NetError(url, f"response body too large ({declared} bytes > limit {self.max_body})")
+                chunks: list[bytes] = []
+                total = 0
+                started = self._monotonic()
+                # Count decoded bytes, so a small compressed body cannot inflate past the limit either.
+                for chunk in resp.iter_bytes():
+                    total += len(chunk)
+                    if total > self.max_body:
+                        raise NetError(url, f"response body too large (more than {self.max_body} bytes)")
+                    chunks.append(chunk)
+                    if self.deadline is not None and self._monotonic() - started > self.deadline:
+                        raise NetError(url, f"timed out (body not complete after {self.deadline:g} s)")
+                return NetResponse(
+                    url=str(resp.request.url),
+                    status=resp.status_code,
+                    headers={k.lower(): v for k, v in resp.headers.items()},
+                    content=b"".join(chunks),
+                    reason=resp.reason_phrase,
+                )
+        except NetError:
+            raise
+        except httpx.ConnectTimeout as exc:
+            raise _Retryable("connection timed out") from exc
+        except httpx.ConnectError as exc:
+            raise _Retryable(f"connection failed ({str(exc) or type(exc).__name__})") from exc
+        except httpx.RemoteProtocolError as exc:
+            # Typically "server disconnected without sending a response": transient, worth one more try.
+            raise _Retryable(f"connection dropped ({str(exc) or type(exc).__name__})") from exc
+        except httpx.TimeoutException as exc:
+            raise NetError(url, f"timed out ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:
+            raise NetError(url, f"request failed ({type(exc).__name__}: {exc})") from exc
+
+
+class _Retryable(Exception):
+    """Internal marker: a connection-level failure that may be retried."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+class ReplayClient(NetClient):
+    """Answers GETs from recorded exchanges only; anything else is refused with OfflineError.
+
+    When the recording holds several answers for one URL they are served in the recorded order, and the last
+    one is repeated after that, so a re-run sees what the original run saw.
+    """
+
+    def __init__(self, exchanges: Iterable[Exchange], *, recorder: list[Exchange] | None = None) -> None:
+        super().__init__(offline=True, retries=0, recorder=recorder)
+        self._answers: dict[tuple[str, str], list[Exchange]] = {}
+        for exchange in exchanges:
+            key = (exchange.method.upper(), _full_url(exchange.url, None))
+            self._answers.setdefault(key, []).append(exchange)
+        self._served: dict[tuple[str, str], int] = {}
+
+    def get(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> NetResponse:
+        full = _full_url(url, params)
+        key = ("GET", full)
+        answers = self._answers.get(key)
+        if not answers:
+            raise NotRecordedError(full)
+        index = min(self._served.get(key, 0), len(answers) - 1)
+        self._served[key] = index + 1
+        exchange = answers[index]
+        try:
+            response = NetResponse.from_exchange(exchange)
+        except ValueError as exc:  # a recording is untrusted input too (bad base64)
+            raise NetError(full, f"recorded answer is corrupt ({exc})") from exc
+        self.recorder.append(exchange)
+        return response
