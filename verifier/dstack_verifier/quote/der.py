@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 TAG_BOOLEAN = 0x01
 TAG_INTEGER = 0x02
@@ -16,8 +16,7 @@ class DerError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class Tlv:
+class Tlv(NamedTuple):
     tag: int
     value: bytes
 
@@ -26,22 +25,21 @@ def read_tlvs(data: bytes) -> list[Tlv]:
     """Split a run of DER TLVs; raises DerError on any length that does not fit."""
     out: list[Tlv] = []
     pos = 0
-    while pos < len(data):
-        if len(data) - pos < 2:
+    end = len(data)
+    while pos < end:
+        if end - pos < 2:
             raise DerError(f"truncated TLV header at offset {pos}")
         tag = data[pos]
-        first = data[pos + 1]
+        length = data[pos + 1]
         pos += 2
-        if first < 0x80:
-            length = first
-        else:
-            n = first & 0x7F
-            if n == 0 or n > 4 or pos + n > len(data):
+        if length >= 0x80:
+            n = length & 0x7F
+            if n == 0 or n > 4 or pos + n > end:
                 raise DerError(f"bad long-form length at offset {pos - 1}")
             length = int.from_bytes(data[pos : pos + n], "big")
             pos += n
-        if pos + length > len(data):
-            raise DerError(f"TLV at offset {pos} declares {length} bytes, {len(data) - pos} left")
+        if pos + length > end:
+            raise DerError(f"TLV at offset {pos} declares {length} bytes, {end - pos} left")
         out.append(Tlv(tag, data[pos : pos + length]))
         pos += length
     return out
@@ -59,6 +57,20 @@ def decode_oid(value: bytes) -> str:
             arcs.append(acc)
             acc = 0
     return ".".join(str(a) for a in arcs)
+
+
+def encode_oid(dotted: str) -> bytes:
+    """The DER content bytes of an OID, for comparing against raw TLV values without decoding them."""
+    arcs = [int(a) for a in dotted.split(".")]
+    out = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        out.extend(reversed(chunk))
+    return bytes(out)
 
 
 def decode_uint(value: bytes) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -50,20 +51,26 @@ class PckInfo:
         }
 
 
-def _pairs(seq_value: bytes) -> dict[str, der.Tlv]:
-    out: dict[str, der.Tlv] = {}
+def _pairs(seq_value: bytes) -> dict[bytes, der.Tlv]:
+    """Entries keyed by the OID's raw DER bytes (cheaper than decoding every OID)."""
+    out: dict[bytes, der.Tlv] = {}
     for item in der.read_tlvs(seq_value):
         if item.tag != der.TAG_SEQUENCE:
             raise PckExtensionError("SGX extension entry is not a SEQUENCE")
         parts = der.read_tlvs(item.value)
         if len(parts) != 2 or parts[0].tag != der.TAG_OID:
             raise PckExtensionError("SGX extension entry is not {OID, value}")
-        out[der.decode_oid(parts[0].value)] = parts[1]
+        out[parts[0].value] = parts[1]
     return out
 
 
-def _need(items: dict[str, der.Tlv], oid: str, name: str, tag: int, size: int | None = None) -> bytes:
-    tlv = items.get(oid)
+@functools.lru_cache(maxsize=64)
+def _oid(dotted: str) -> bytes:
+    return der.encode_oid(dotted)
+
+
+def _need(items: dict[bytes, der.Tlv], oid: str, name: str, tag: int, size: int | None = None) -> bytes:
+    tlv = items.get(_oid(oid))
     if tlv is None:
         raise PckExtensionError(f"SGX extension lacks {name} ({oid})")
     if tlv.tag != tag:
@@ -101,15 +108,15 @@ def parse_pck_extension(cert: x509.Certificate) -> PckInfo:
         pce_raw = _need(tcb, f"{_BASE}.2.17", "PCESVN", der.TAG_INTEGER)
         if len(pce_raw) > 2:
             raise PckExtensionError("PCESVN does not fit in 16 bits")
-        config = items.get(f"{_BASE}.7")
+        config = items.get(_oid(f"{_BASE}.7"))
         flags: dict[str, bool | None] = {"1": None, "2": None, "3": None}
         if config is not None:
             conf_items = _pairs(config.value)
             for k in flags:
-                tlv = conf_items.get(f"{_BASE}.7.{k}")
+                tlv = conf_items.get(_oid(f"{_BASE}.7.{k}"))
                 if tlv is not None and tlv.tag == der.TAG_BOOLEAN:
                     flags[k] = tlv.value != b"\x00"
-        instance = items.get(f"{_BASE}.6")
+        instance = items.get(_oid(f"{_BASE}.6"))
         return PckInfo(
             ppid=_need(items, f"{_BASE}.1", "PPID", der.TAG_OCTET_STRING),
             cpu_svn=_need(tcb, f"{_BASE}.2.18", "CPUSVN", der.TAG_OCTET_STRING, 16),

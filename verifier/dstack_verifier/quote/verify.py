@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from ..errors import InputError
 from ..model import Anchor, Check, CheckStatus, Entity
 from ..resources import INTEL_ROOT_CA_SHA256
 from . import tcb
-from .chain import ChainError, cert_summary, check_revocation, describe, verify_chain
+from .chain import ChainCache, ChainError, CrlStore, cert_summary, check_revocation, describe, verify_chain
 from .collateral import Collateral, CollateralFormatError, QeIdentity, TcbInfo
 from .pck import PckExtensionError, PckInfo, parse_pck_extension
 from .policy import TcbPolicy
@@ -127,6 +128,7 @@ class CollateralMemo:
     def __init__(self, limit: int = 256) -> None:
         self.limit = limit
         self._items: dict[tuple, Any] = {}
+        self.chains = ChainCache()
 
     def cached(self, key: tuple, fn: Callable[[], Any]) -> Any:
         if key not in self._items:
@@ -159,7 +161,9 @@ def _parse_crl(data: bytes, name: str) -> x509.CertificateRevocationList:
         raise StepFailed(f"the {name} does not parse as a DER CRL ({exc})") from None
 
 
-def verify_signed_collateral(collateral: Collateral, anchor: TrustAnchor, now: int, tee: str) -> SignedCollateral:
+def verify_signed_collateral(
+    collateral: Collateral, anchor: TrustAnchor, now: int, tee: str, cache: ChainCache | None = None
+) -> SignedCollateral:
     """dcap.md §5 steps 5 and 6 without the time windows (those are the freshness check)."""
     at = _ts(now)
     details: dict[str, Any] = {}
@@ -178,7 +182,7 @@ def verify_signed_collateral(collateral: Collateral, anchor: TrustAnchor, now: i
             raise StepFailed(f"{name} does not parse: {exc}") from None
         chain = _load_pem_chain(chain_pem.encode(), f"{name} issuer chain")
         try:
-            result = verify_chain(chain[0], chain[1:], anchor.cert, None, at)
+            result = verify_chain(chain[0], chain[1:], anchor.cert, None, at, cache)
         except ChainError as exc:
             raise StepFailed(f"{name} issuer chain: {exc}", {"code": exc.code}) from None
         if not _sig_valid(chain[0].public_key(), signature, text.encode()):
@@ -209,13 +213,15 @@ def verify_signed_collateral(collateral: Collateral, anchor: TrustAnchor, now: i
 class CrlSet:
     root_crl: x509.CertificateRevocationList
     pck_crl: x509.CertificateRevocationList
+    store: CrlStore = field(init=False)
+    details: list[dict[str, Any]] = field(init=False)
 
-    @property
-    def crls(self) -> list[x509.CertificateRevocationList]:
-        return [self.root_crl, self.pck_crl]
+    def __post_init__(self) -> None:
+        self.store = CrlStore([self.root_crl, self.pck_crl])
+        self.details = [_crl_details(self.root_crl), _crl_details(self.pck_crl)]
 
 
-def verify_crls(collateral: Collateral, anchor: TrustAnchor, now: int) -> CrlSet:
+def verify_crls(collateral: Collateral, anchor: TrustAnchor, now: int, cache: ChainCache | None = None) -> CrlSet:
     """dcap.md §5 steps 1-2: both CRLs parse, the root CRL is signed by the anchor, current, and spares the root."""
     root_crl = _parse_crl(collateral.root_ca_crl, "root CA CRL")
     pck_crl = _parse_crl(collateral.pck_crl, "PCK CRL")
@@ -223,7 +229,7 @@ def verify_crls(collateral: Collateral, anchor: TrustAnchor, now: int) -> CrlSet
         raise StepFailed(f"the root CA CRL is issued by {root_crl.issuer.rfc4514_string()}, not by the trust "
                          f"anchor {describe(anchor.cert)}")
     try:
-        check_revocation(anchor.cert, anchor.cert, [root_crl], _ts(now))
+        check_revocation(anchor.cert, anchor.cert, CrlStore([root_crl]), _ts(now), cache)
     except ChainError as exc:
         raise StepFailed(f"root CA CRL: {exc}", {"code": exc.code}) from None
     return CrlSet(root_crl, pck_crl)
@@ -248,6 +254,7 @@ class HardwareResult:
     dcap_valid: bool = False
     explanation: dict[str, Any] = field(default_factory=dict)
     reference: ReferenceVerdict | None = None
+    durations: dict[str, float] = field(default_factory=dict)  # seconds per step
 
     def check(self, check_id: str) -> Check:
         return next(c for c in self.checks if c.id == check_id)
@@ -263,6 +270,7 @@ class _Pipeline:
         self.blocked: dict[str, str] = {}
         # A pseudo-step (collateral) that could not be had because of an error makes its dependants `error`.
         self.block_status: dict[str, CheckStatus] = {}
+        self.durations: dict[str, float] = {}
 
     def block(self, name: str, reason: str, status: CheckStatus = CheckStatus.SKIP) -> None:
         self.blocked[name] = reason
@@ -277,12 +285,15 @@ class _Pipeline:
                 self._add(check_id, status, self.blocked[need], {"blocked_by": need}, anchor)
                 self.blocked[check_id] = self.blocked[need]
                 return False
+        started = time.perf_counter()
         try:
             outcome = fn()
         except StepFailed as exc:
+            self.durations[check_id] = time.perf_counter() - started
             self._add(check_id, CheckStatus.FAIL, exc.summary, exc.details, anchor)
             self.blocked[check_id] = f"not run: {check_id} failed ({exc.summary})"
             return False
+        self.durations[check_id] = time.perf_counter() - started
         self._add(check_id, outcome.status, outcome.summary, outcome.details, anchor)
         if outcome.status in (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.SKIP):
             self.blocked[check_id] = f"not run: {check_id} did not pass ({outcome.summary})"
@@ -526,7 +537,7 @@ def verify_quote(
     memo = memo or CollateralMemo()
     at = _ts(now)
     p = _Pipeline(entity, anchor.anchor)
-    res = HardwareResult(checks=p.checks)
+    res = HardwareResult(checks=p.checks, durations=p.durations)
     if collateral is None:
         p.block("collateral", collateral_missing_reason or "no collateral was given",
                 CheckStatus.ERROR if collateral_is_error else CheckStatus.SKIP)
@@ -578,14 +589,15 @@ def verify_quote(
             if pem is None:
                 raise StepFailed(f"unsupported PCK certification data type {q.auth.cert_type} (expected 5, a "
                                  "PEM chain)")
-        certs = _load_pem_chain(pem, "PCK certificate chain")
+        # The same PEM (one platform's chain) loads to the same objects, whose parsed extensions are kept.
+        certs = memo.cached(("pem", pem), lambda: _load_pem_chain(pem, "PCK certificate chain"))
         try:
-            path = verify_chain(certs[0], certs[1:], anchor.cert, None, at).path
+            path = verify_chain(certs[0], certs[1:], anchor.cert, None, at, memo.chains).path
         except ChainError as exc:
             raise StepFailed(f"PCK chain: {exc}",
                              {"code": exc.code, "chain": [cert_summary(c) for c in certs]}) from None
         try:
-            pck = parse_pck_extension(certs[0])
+            pck = memo.cached(("pck", certs[0]), lambda: parse_pck_extension(certs[0]))
         except PckExtensionError as exc:
             raise StepFailed(f"PCK certificate {describe(certs[0])}: {exc}") from None
         res.pck = pck
@@ -606,7 +618,7 @@ def verify_quote(
         assert collateral is not None
         tee = _q(res).tee_name
         signed = memo.cached(("signed", ckey, anchor.sha256, now, tee),
-                             lambda: verify_signed_collateral(collateral, anchor, now, tee))
+                             lambda: verify_signed_collateral(collateral, anchor, now, tee, memo.chains))
         state["signed"] = signed
         return StepOutcome(
             CheckStatus.PASS,
@@ -618,7 +630,9 @@ def verify_quote(
 
     def revocation() -> StepOutcome:
         assert collateral is not None
-        crls = memo.cached(("crls", ckey, anchor.sha256, now), lambda: verify_crls(collateral, anchor, now))
+        crls = memo.cached(
+            ("crls", ckey, anchor.sha256, now), lambda: verify_crls(collateral, anchor, now, memo.chains)
+        )
         state["crls"] = crls
         paths = [("PCK chain", state["pck_path"])]
         if "signed" in state:
@@ -627,7 +641,7 @@ def verify_quote(
         for name, path in paths:
             for cert, issuer in itertools.pairwise(path):
                 try:
-                    use = check_revocation(cert, issuer, crls.crls, at)
+                    use = check_revocation(cert, issuer, crls.store, at, memo.chains)
                 except ChainError as exc:
                     raise StepFailed(f"{name}: {exc}", {"code": exc.code}) from None
                 checked.append({"chain": name, "cert": use.cert, "crl": use.crl_issuer,
@@ -636,8 +650,7 @@ def verify_quote(
             CheckStatus.PASS,
             f"the root CA is not revoked and none of the {len(checked)} certificates below it is listed in "
             "the current CRLs",
-            {"root_ca_crl": _crl_details(crls.root_crl), "pck_crl": _crl_details(crls.pck_crl),
-             "certificates": checked},
+            {"root_ca_crl": crls.details[0], "pck_crl": crls.details[1], "certificates": checked},
         )
 
     def qe_report() -> StepOutcome:
@@ -695,7 +708,15 @@ def verify_quote(
 
     def freshness() -> StepOutcome:
         assert collateral is not None
-        return _freshness(collateral, state.get("crls"), state.get("signed"), now, policy.freshness_warning_seconds)
+        crls = state.get("crls")
+        if crls is None:
+            # The revocation step failed or was skipped before it loaded the CRLs: their dates still count here.
+            try:
+                crls = CrlSet(_parse_crl(collateral.root_ca_crl, "root CA CRL"),
+                              _parse_crl(collateral.pck_crl, "PCK CRL"))
+            except StepFailed:
+                crls = None
+        return _freshness(collateral, crls, state.get("signed"), now, policy.freshness_warning_seconds)
 
     def reference_engine() -> StepOutcome:
         assert collateral is not None
