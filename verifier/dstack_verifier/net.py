@@ -154,10 +154,10 @@ class NetResponse:
 
 
 def _full_url(url: str, params: Mapping[str, Any] | None) -> str:
-    # httpx builds the query string the same way for a live request and for a replay lookup,
-    # so the recorded URL and the looked-up URL compare equal.
+    # httpx builds the query string the same way for a live request and for a replay lookup, so the recorded
+    # URL and the looked-up URL compare equal. Merge rather than replace: a query already in ``url`` is kept
+    # (httpx.URL(url, params=...) would drop it).
     base = httpx.URL(url)
-    # Merge rather than replace: a query already in ``url`` is kept (httpx.URL(url, params=...) would drop it).
     return str(base.copy_merge_params(dict(params)) if params else base)
 
 
@@ -231,7 +231,9 @@ class NetClient:
     ) -> NetResponse:
         """GET ``url``; returns the answer whatever its status. Raises NetError when no answer arrived."""
         full = _full_url(url, params)
-        sent = {"User-Agent": USER_AGENT, **(headers or {})}
+        sent = dict(headers or {})
+        if not any(name.lower() == "user-agent" for name in sent):
+            sent["User-Agent"] = USER_AGENT
         response = self._fetch(full, sent)
         exchange = Exchange(
             method="GET",

@@ -272,7 +272,7 @@ def _signed_json(item: str, response: NetResponse, key: str, chain_headers: Sequ
     return SignedJson(raw=raw, signature=signature, issuer_chain=chain)
 
 
-def _crl_der(item: str, url: str, body: bytes) -> bytes:
+def _crl_der(item: str, url: str, body: bytes, *, hex_expected: bool) -> bytes:
     """A CRL body as DER. PCCS serves the root CRL as hex text of the DER; PCS serves DER; accept PEM too."""
     stripped = body.strip()
     if stripped and all(b in _HEX_DIGITS for b in stripped):
@@ -287,8 +287,10 @@ def _crl_der(item: str, url: str, body: bytes) -> bytes:
             raise CollateralFetchError(item, url, "malformed CRL (bad PEM)") from exc
     elif body[:1] == b"\x30":
         der = body
-    else:
+    elif hex_expected:
         raise CollateralFetchError(item, url, "bad hex (body is neither hex text nor a DER CRL)")
+    else:
+        raise CollateralFetchError(item, url, "malformed CRL (body is not DER, PEM or hex)")
     try:
         x509.load_der_x509_crl(der)
     except ValueError as exc:
@@ -342,7 +344,7 @@ def fetch_pck_crl(client: NetClient, base_url: str, ca: CaType) -> PckCrl:
     """PCK CRL: always on the sgx path, also for TDX."""
     url = f"{normalize_base_url(base_url)}/sgx/{_CERT_PATH}/pckcrl"
     response = _request(client, ITEM_PCK_CRL, url, {"ca": ca, "encoding": "der"})
-    der = _crl_der(ITEM_PCK_CRL, response.url, response.content)
+    der = _crl_der(ITEM_PCK_CRL, response.url, response.content, hex_expected=False)
     chain = _issuer_chain(ITEM_PCK_CRL, response, _PCK_CRL_CHAIN_HEADERS)
     return PckCrl(crl_der=der, issuer_chain=chain)
 
@@ -383,7 +385,7 @@ def fetch_root_ca_crl(
         else:
             if response.ok:
                 # An answer that does not decode is fatal (as dcap-qvl): no silent fallback on bad data.
-                return _crl_der(ITEM_ROOT_CRL, response.url, response.content)
+                return _crl_der(ITEM_ROOT_CRL, response.url, response.content, hex_expected=True)
             pccs_problem = response.status_problem()
     if root_crl_url is None:
         try:
@@ -397,7 +399,7 @@ def fetch_root_ca_crl(
             raise
         problem = f"{exc.problem}; the PCCS rootcacrl request failed too: {pccs_problem}"
         raise CollateralFetchError(exc.item, exc.url, problem, offline=exc.offline) from exc
-    return _crl_der(ITEM_ROOT_CRL, response.url, response.content)
+    return _crl_der(ITEM_ROOT_CRL, response.url, response.content, hex_expected=False)
 
 
 def _assemble(pck: PckCrl, root_der: bytes, tcb: SignedJson, qe: SignedJson) -> dict[str, str]:
@@ -471,9 +473,7 @@ def get_collateral(
         if cache is not None:
             cache.store_pck_crl(ca, pck)
 
-    tcb = (
-        cache.load_tcb_info(tee, fmspc, update, moment) if cache is not None and moment is not None else None
-    )
+    tcb = cache.load_tcb_info(tee, fmspc, update, moment) if cache is not None and moment is not None else None
     if tcb is None:
         tcb = fetch_tcb_info(client, base_url, tee, fmspc, update)
         if cache is not None:
@@ -487,9 +487,7 @@ def get_collateral(
 
     root = cache.load_root_ca_crl(moment) if cache is not None and moment is not None else None
     if root is None:
-        root = fetch_root_ca_crl(
-            client, base_url, qe.issuer_chain, intel_pcs=intel_pcs, root_crl_url=root_crl_url
-        )
+        root = fetch_root_ca_crl(client, base_url, qe.issuer_chain, intel_pcs=intel_pcs, root_crl_url=root_crl_url)
         if cache is not None:
             cache.store_root_ca_crl(root)
 
@@ -603,9 +601,7 @@ class CollateralCache:
             return None
         try:
             entry = _SignedEntry.model_validate_json(text)
-            item = SignedJson(
-                raw=entry.raw, signature=bytes.fromhex(entry.signature), issuer_chain=entry.issuer_chain
-            )
+            item = SignedJson(raw=entry.raw, signature=bytes.fromhex(entry.signature), issuer_chain=entry.issuer_chain)
             x509.load_pem_x509_certificates(item.issuer_chain.encode("utf-8"))
             valid = moment < _json_next_update(item.raw)
         except (ValidationError, ValueError, TypeError, RecursionError) as exc:
