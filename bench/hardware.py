@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import dcap_qvl
-
 from dstack_verifier.quote.chain import clear_caches
 from dstack_verifier.quote.collateral import Collateral
 from dstack_verifier.quote.structure import parse_quote
