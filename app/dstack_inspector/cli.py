@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 def parse_instant(text: str) -> int:
     """ISO-8601 (a zone-less time is UTC) or unix seconds."""
     value = text.strip()
-    if value.lstrip("-").isdigit():
+    if value.lstrip("-").isdecimal():  # isdigit() also accepts e.g. "²", which int() refuses
         seconds = int(value)
     else:
         try:
@@ -140,6 +140,11 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return run_gui(evidence=list(getattr(args, "evidence", []) or []), screenshot=getattr(args, "screenshot", None))
 
 
+def _one_line(text: str) -> str:
+    """Hostile input (a JSON key, a file name) may hold line breaks; the error stays one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     from dstack_verifier.errors import InputError
 
@@ -150,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_verify(args)
         return cmd_gui(args)
     except UsageError as exc:
-        print(f"dstack-inspector: usage error: {exc}", file=sys.stderr)
+        print(_one_line(f"dstack-inspector: usage error: {exc}"), file=sys.stderr)
         return EXIT_INPUT
     except InputError as exc:
-        print(f"dstack-inspector: bad input: {exc.describe()}", file=sys.stderr)
+        print(_one_line(f"dstack-inspector: bad input: {exc.describe()}"), file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("dstack-inspector: interrupted", file=sys.stderr)

@@ -5,26 +5,19 @@ without collateral, the TCB policy as a parameter, the freshness warning window,
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
+from dstack_verifier.model import Anchor, CheckStatus
+from dstack_verifier.quote import verify as verify_module
+from dstack_verifier.quote.collateral import Collateral
+from dstack_verifier.quote.policy import TcbPolicy
+from dstack_verifier.quote.verify import CollateralMemo, HardwareResult, TrustAnchor, verify_quote
+from dstack_verifier.resources import intel_root_ca_der
+from dstack_verifier.synth import SynthEvidence, SynthPki, build_pki, make_evidence
+from dstack_verifier.synth.pki import DAY, YEAR
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from dstack_verifier.model import Anchor, CheckStatus  # noqa: E402
-from dstack_verifier.quote import verify as verify_module  # noqa: E402
-from dstack_verifier.quote.collateral import Collateral  # noqa: E402
-from dstack_verifier.quote.policy import TcbPolicy  # noqa: E402
-from dstack_verifier.quote.verify import CollateralMemo, HardwareResult, TrustAnchor, verify_quote  # noqa: E402
-from dstack_verifier.resources import intel_root_ca_der  # noqa: E402
-from dstack_verifier.synth import SynthEvidence, SynthPki, build_pki, make_evidence  # noqa: E402
-from dstack_verifier.synth.pki import DAY, YEAR  # noqa: E402
-
-from tests.support.fixtures import fixture_path  # noqa: E402
+from tests.support.fixtures import fixture_path
 
 MID_WINDOW = 1751624191  # dcap.md §8.1: the middle of the tdx_quote collateral's window
 PCK_CRL_NEXT_UPDATE = 1752919235  # 2025-07-19T10:00:35Z, exclusive

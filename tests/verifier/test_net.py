@@ -5,21 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-
-# tests/support is shared test code; make the project root importable (pytest puts only tests/verifier on
-# sys.path, as the test folders are not packages).
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from dstack_verifier.net import (  # noqa: E402
+from dstack_verifier.net import (
     USER_AGENT,
     Exchange,
     NetClient,
@@ -29,8 +20,8 @@ from dstack_verifier.net import (  # noqa: E402
     ReplayClient,
 )
 
-from tests.support.fixtures import fixture_path  # noqa: E402
-from tests.support.pccs_server import PccsServer  # noqa: E402
+from tests.support.fixtures import fixture_path
+from tests.support.pccs_server import PccsServer
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,17 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-# tests/support is shared test code; make the project root importable (pytest puts only tests/verifier on
-# sys.path, as the test folders are not packages).
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from dstack_verifier.net import Exchange, NetClient, NetError, ReplayClient  # noqa: E402
-from dstack_verifier.quote.pccs import (  # noqa: E402
+from dstack_verifier.net import Exchange, NetClient, NetError, ReplayClient
+from dstack_verifier.quote.pccs import (
     COLLATERAL_KEYS,
     INTEL_PCS_URL,
     PHALA_PCCS_URL,
@@ -37,9 +27,11 @@ from dstack_verifier.quote.pccs import (  # noqa: E402
     raw_json_member,
     root_crl_distribution_point,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.support.fixtures import fixture_path  # noqa: E402
-from tests.support.pccs_server import (  # noqa: E402
+from tests.support.fixtures import fixture_path
+from tests.support.pccs_server import (
     PCK_CRL_PATH,
     ROOT_CRL_DP_PATH,
     ROOT_CRL_PATH,

@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import itertools
 import struct
-import sys
-from pathlib import Path
 
 import pytest
+from dstack_verifier.errors import InputError
+from dstack_verifier.quote.reader import FieldSpan
+from dstack_verifier.quote.structure import Quote, parse_quote
+from dstack_verifier.synth import SynthEvidence, build_pki, make_evidence
+from dstack_verifier.synth.pki import DAY, YEAR
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from dstack_verifier.errors import InputError  # noqa: E402
-from dstack_verifier.quote.reader import FieldSpan  # noqa: E402
-from dstack_verifier.quote.structure import Quote, parse_quote  # noqa: E402
-from dstack_verifier.synth import SynthEvidence, build_pki, make_evidence  # noqa: E402
-from dstack_verifier.synth.pki import DAY, YEAR  # noqa: E402
-
-from tests.support.fixtures import fixture_path  # noqa: E402
+from tests.support.fixtures import fixture_path
 
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
 BODY = 48  # a v4 TD10 body starts right after the header

@@ -37,9 +37,7 @@ FORMATS = [
 
 def verify(ev: SynthEvidence, now: int | None = None, quote: bytes | None = None) -> dcap_qvl.VerifiedReport:
     collateral = dcap_qvl.QuoteCollateralV3.from_json(json.dumps(ev.collateral))
-    return dcap_qvl.verify_with_root_ca(
-        quote or ev.quote, collateral, ev.root_ca_der, ev.now if now is None else now
-    )
+    return dcap_qvl.verify_with_root_ca(quote or ev.quote, collateral, ev.root_ca_der, ev.now if now is None else now)
 
 
 def verify_error(ev: SynthEvidence, now: int | None = None, quote: bytes | None = None) -> str:
@@ -73,9 +71,7 @@ def test_processor_ca_leaf_is_accepted(tee: str) -> None:
 def test_demo_names_and_crl_distribution_points_are_accepted() -> None:
     opts = PkiOptions(root_cn="Demo SGX Root CA — not Intel", crl_url_base="https://example.invalid/sgx")
     ev = make_evidence(now=NOW, pki_options=opts)
-    assert ev.pki.root.cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value.startswith(
-        "Demo"
-    )
+    assert ev.pki.root.cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value.startswith("Demo")
     assert verify(ev).status == "UpToDate"
 
 
@@ -102,9 +98,7 @@ def test_other_seeds_root_is_rejected() -> None:
 )
 def test_arbitrary_seeds_and_report_data_verify(seed: str, report_data: bytes, fmt: tuple) -> None:
     tee, version, body = fmt
-    ev = make_evidence(
-        seed=seed, now=NOW, tee=tee, version=version, body=body, report={"report_data": report_data}
-    )
+    ev = make_evidence(seed=seed, now=NOW, tee=tee, version=version, body=body, report={"report_data": report_data})
     assert verify(ev).status == "UpToDate"
     assert dcap_qvl.parse_quote(ev.quote).report.report_data == report_data
 
@@ -247,9 +241,7 @@ def test_debug_td_is_rejected_when_signed_over() -> None:
 
 def test_debug_sgx_enclave_is_rejected() -> None:
     attrs = bytes([0x07]) + bytes(15)
-    assert "Debug mode is enabled" in verify_error(
-        make_evidence(now=NOW, tee="sgx", report={"attributes": attrs})
-    )
+    assert "Debug mode is enabled" in verify_error(make_evidence(now=NOW, tee="sgx", report={"attributes": attrs}))
 
 
 def test_post_signing_flips_hit_the_expected_checks() -> None:

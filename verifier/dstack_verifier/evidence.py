@@ -149,10 +149,14 @@ def _detect_json(data: bytes, name: str) -> Evidence:
         value = doc["quote"]
         if not isinstance(value, str):
             raise InputError("expected a hex string", source=name, field="quote")
-        quote = decode_hex_text(value.encode(), name, "quote")
+        # surrogatepass: a lone "\ud800" escape is reported as a non-hex byte instead of crashing the encoder.
+        quote = decode_hex_text(value.encode("utf-8", "surrogatepass"), name, "quote")
         check_quote(quote, name, "quote")
         return Evidence(name, "getquote", data, quote=quote, json=doc)
-    keys = ", ".join(sorted(doc)[:8])
+    missing = [k for k in COLLATERAL_KEYS if k not in doc]
+    if len(missing) < len(COLLATERAL_KEYS):  # collateral with keys missing: name the first one
+        raise InputError(f"DCAP collateral JSON without the key {missing[0]!r}", source=name, field=missing[0])
+    keys = ", ".join(json.dumps(k[:40]) for k in sorted(doc)[:8])  # quoted and escaped: the message stays one line
     raise InputError(f"unrecognised JSON evidence (keys: {keys}); expected a GetQuote answer with `quote`, "
                      "DCAP collateral, or a dstack-inspector report", source=name)
 
@@ -175,7 +179,11 @@ def replay_inputs(report: dict[str, Any], source: str) -> list[Evidence]:
         if record.content_b64 is None:
             raise InputError(f"input {record.name} was not recorded in the report", source=source,
                              field=f"inputs[{i}]")
-        data = base64.b64decode(record.content_b64)
+        try:
+            data = base64.b64decode(record.content_b64, validate=True)
+        except ValueError:  # binascii.Error: bad padding or characters
+            raise InputError(f"recorded input {record.name} is not valid base64", source=source,
+                             field=f"inputs[{i}].content_b64") from None
         if hashlib.sha256(data).hexdigest() != record.sha256:
             raise InputError(f"recorded input {record.name} does not match its sha256", source=source,
                              field=f"inputs[{i}]")

@@ -290,7 +290,7 @@ class NetClient:
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         delay = self.backoff * (2**attempt)
         # Honour a numeric Retry-After, but stay bounded: a hostile server must not park us for hours.
-        if retry_after is not None and retry_after.strip().isdigit():
+        if retry_after is not None and retry_after.strip().isdecimal() and retry_after.strip().isascii():
             delay = max(delay, float(retry_after.strip()))
         return min(delay, _MAX_BACKOFF)
 
@@ -300,7 +300,7 @@ class NetClient:
             with self._http.stream("GET", url, headers=dict(headers)) as resp:
                 declared = resp.headers.get("content-length")
                 # Refuse before reading when the server announces a body above the limit.
-                if declared is not None and declared.strip().isdigit() and int(declared) > self.max_body:
+                if declared is not None and declared.strip().isascii() and declared.strip().isdecimal() and int(declared) > self.max_body:
                     raise NetError(url, f"response body too large ({declared} bytes > limit {self.max_body})")
                 chunks: list[bytes] = []
                 total = 0

@@ -15,7 +15,7 @@ from cryptography import x509
 from . import __version__
 from .errors import InputError
 from .evidence import Evidence, replay_inputs
-from .model import Check, CheckStatus, InputFile, Report, decide_verdict
+from .model import Check, CheckStatus, InputFile, Report, Verdict, decide_verdict
 from .net import NetClient, NetError
 from .quote.collateral import Collateral
 from .quote.pccs import PHALA_PCCS_URL, CollateralCache, get_collateral
@@ -85,7 +85,7 @@ def resolve_collateral(
     try:
         certs = x509.load_pem_x509_certificates((_pck_pem(quote) or b"").rstrip(b"\x00"))
         pck = parse_pck_extension(certs[0])
-    except (ValueError, IndexError, PckExtensionError) as exc:
+    except (ValueError, IndexError, PckExtensionError, x509.InvalidVersion) as exc:
         return CollateralSource(None, None, f"cannot tell which collateral to fetch: the quote's PCK "
                                 f"certificate does not parse ({exc})", is_error=True)
     tee = "tdx" if quote.quote and quote.quote[4:8] == b"\x81\x00\x00\x00" else "sgx"
@@ -169,8 +169,11 @@ def verify_evidence(
     timings["hardware"] = time.perf_counter() - t1
     checks = _mark_phase_off(hw.checks, options.phases)
     required = {c.id for c in checks if c.phase in options.phases}
+    verdict = decide_verdict(checks, required)
+    if not required and verdict is Verdict.PASS:  # the chosen phases ran no check at all: nothing was verified
+        verdict = Verdict.INCOMPLETE
     return Report(
-        verdict=decide_verdict(checks, required),
+        verdict=verdict,
         verified_at=options.now,
         verifier_version=__version__,
         policy={"tcb": options.policy.describe(), "phases": list(options.phases),

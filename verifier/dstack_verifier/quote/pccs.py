@@ -224,7 +224,7 @@ def _issuer_chain(item: str, response: NetResponse, names: Sequence[str]) -> str
     try:
         # Checked here so a broken header is reported as a fetch problem, not later as a chain failure.
         x509.load_pem_x509_certificates(pem.encode("utf-8"))
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise CollateralFetchError(
             item, response.url, "malformed issuer-chain header (no valid PEM certificates)"
         ) from exc

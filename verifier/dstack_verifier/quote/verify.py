@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -75,7 +75,7 @@ def _ts(now: int) -> datetime:
 def _load_pem_chain(pem: bytes, what: str) -> list[x509.Certificate]:
     try:
         certs = x509.load_pem_x509_certificates(pem.rstrip(b"\x00"))
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise StepFailed(f"{what}: the PEM certificate chain does not parse ({exc})") from None
     if not certs:
         raise StepFailed(f"{what}: the certificate chain is empty")
@@ -92,10 +92,10 @@ class TrustAnchor:
     def from_der(cls, der: bytes, source: str = "root CA") -> TrustAnchor:
         try:
             cert = x509.load_der_x509_certificate(der)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             try:
                 cert = x509.load_pem_x509_certificate(der)
-            except ValueError:
+            except (ValueError, x509.InvalidVersion):
                 raise InputError("not a DER or PEM X.509 certificate", source=source) from None
             der = cert.public_bytes(Encoding.DER)
         return cls(der, cert, hashlib.sha256(der).hexdigest())
@@ -288,10 +288,18 @@ class _Pipeline:
         started = time.perf_counter()
         try:
             outcome = fn()
+        except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+            # cryptography decodes certificate fields (names, keys, extensions) lazily, so a malformed
+            # certificate or CRL surfaces here, at first use: that is a failed step, not a crash.
+            failure = StepFailed(f"malformed certificate or CRL data: {type(exc).__name__}: {exc}".splitlines()[0])
+            outcome = None
         except StepFailed as exc:
+            failure = exc
+            outcome = None
+        if outcome is None:
             self.durations[check_id] = time.perf_counter() - started
-            self._add(check_id, CheckStatus.FAIL, exc.summary, exc.details, anchor)
-            self.blocked[check_id] = f"not run: {check_id} failed ({exc.summary})"
+            self._add(check_id, CheckStatus.FAIL, failure.summary, failure.details, anchor)
+            self.blocked[check_id] = f"not run: {check_id} failed ({failure.summary})"
             return False
         self.durations[check_id] = time.perf_counter() - started
         self._add(check_id, outcome.status, outcome.summary, outcome.details, anchor)
