@@ -300,7 +300,8 @@ class NetClient:
             with self._http.stream("GET", url, headers=dict(headers)) as resp:
                 declared = resp.headers.get("content-length")
                 # Refuse before reading when the server announces a body above the limit.
-                if declared is not None and declared.strip().isascii() and declared.strip().isdecimal() and int(declared) > self.max_body:
+                size = (declared or "").strip()
+                if size.isascii() and size.isdecimal() and int(size) > self.max_body:
                     raise NetError(url, f"response body too large ({declared} bytes > limit {self.max_body})")
                 chunks: list[bytes] = []
                 total = 0

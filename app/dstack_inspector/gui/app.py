@@ -1,0 +1,82 @@
+"""Start the GUI: `run_gui(evidence, screenshot)`.
+
+With evidence paths the window opens them (problems are shown in the window); without, it opens the demo evidence
+(labelled "demo root — not Intel"). With `screenshot`, the window is rendered to that PNG once the verification has
+settled, and the function returns instead of entering the event loop.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtWidgets import QApplication
+
+from .main_window import MainWindow
+
+SCREENSHOT_SIZE = (1440, 900)
+SCREENSHOT_TIMEOUT_MS = 60_000
+
+
+def application() -> QApplication:
+    """The QApplication, created when there is none yet (tests bring their own)."""
+    app = QApplication.instance()
+    if isinstance(app, QApplication):
+        return app
+    app = QApplication(sys.argv[:1])
+    app.setApplicationName("dstack-inspector")
+    app.setOrganizationName("dstack-inspector")
+    app.setApplicationDisplayName("dstack-inspector")
+    return app
+
+
+def wait_until_settled(window: MainWindow, timeout_ms: int = SCREENSHOT_TIMEOUT_MS) -> bool:
+    """Run the event loop until the window's verification has settled (result, error or cancel)."""
+    if not window.is_busy():
+        return True
+    loop = QEventLoop()
+    window.verificationSettled.connect(loop.quit)
+    timer = QTimer()
+    timer.setSingleShot(True)
+    timer.timeout.connect(loop.quit)
+    timer.start(timeout_ms)
+    loop.exec()
+    timer.stop()
+    window.verificationSettled.disconnect(loop.quit)
+    return not window.is_busy()
+
+
+def take_screenshot(window: MainWindow, path: Path) -> bool:
+    window.resize(*SCREENSHOT_SIZE)
+    window.show()
+    QApplication.processEvents()
+    window.balance_splitters()
+    wait_until_settled(window)
+    # Show the linked panes in the picture: a check with nested details (unless there is a finding to show, which
+    # the window has selected already), and the MRTD field with its bytes.
+    if window.report is not None and window.findings_badge.findings == 0:
+        window.checks_pane.select_check("hardware.pck_chain")
+    window.quote_pane.select_field("body.mrtd")
+    QApplication.processEvents()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return window.grab().save(str(path), "PNG")
+
+
+def run_gui(evidence: list[Path] | None = None, screenshot: Path | None = None) -> int:
+    app = application()
+    window = MainWindow()
+    if evidence:
+        window.open_paths([Path(p) for p in evidence])
+    else:
+        window.load_demo()
+    if screenshot is not None:
+        ok = take_screenshot(window, Path(screenshot))
+        window.close()
+        window.deleteLater()
+        if not ok:
+            print(f"dstack-inspector: could not write the screenshot {screenshot}", file=sys.stderr)
+            return 3
+        return 0
+    window.show()
+    return app.exec()

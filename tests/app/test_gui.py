@@ -1,0 +1,290 @@
+"""The main window over the demo and synthetic evidence: verdict, linked panes, bad input, cancellation, screenshot."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from dstack_inspector import workers
+from dstack_inspector.gui.app import run_gui
+from dstack_inspector.gui.main_window import MainWindow
+from dstack_inspector.workers import VerifyJob, VerifyWorker
+from dstack_verifier.demo import DEMO_LABEL, load_demo
+from dstack_verifier.model import CheckStatus, Report, Verdict
+from dstack_verifier.resources import resource_path
+from dstack_verifier.synth import make_evidence
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QTextCursor
+
+WAIT_MS = 15_000
+
+
+def wait_for_verdict(qtbot, window: MainWindow, verdict: str) -> Report:
+    qtbot.waitUntil(lambda: window.banner.state == verdict, timeout=WAIT_MS)
+    assert window.report is not None
+    return window.report
+
+
+def layout_of(report: Report) -> dict[str, tuple[int, int]]:
+    return {s["name"]: (s["start"], s["end"]) for s in report.entities["app"]["quote_layout"]}
+
+
+def test_opens_on_the_demo_and_passes(window, qtbot):
+    assert window.load_demo()
+    assert window.state == "running"
+    report = wait_for_verdict(qtbot, window, "pass")
+    assert report.verdict is Verdict.PASS
+    assert window.state == "done" and not window.is_busy()
+    assert window.banner.verdict_label.text() == "PASS"
+    assert f"All {len(report.checks)} checks passed" == window.banner.headline.text()
+    # The demo never shows without saying its root is not Intel's.
+    assert window.banner.badge.isVisible() and window.banner.badge.text() == DEMO_LABEL
+    assert DEMO_LABEL in window.windowTitle()
+    assert DEMO_LABEL in window.anchor_label.text()
+    assert DEMO_LABEL in window.about_text()
+    assert load_demo().anchor.sha256 in window.about_text()
+    assert window.findings_badge.findings == 0
+    assert window.inputs_table.rowCount() == 2
+    assert window.checks_pane.current_check_id() == report.checks[0].id
+
+
+def test_selecting_a_check_shows_its_details(window, qtbot):
+    window.load_demo()
+    report = wait_for_verdict(qtbot, window, "pass")
+    view = window.checks_pane.view
+    index = window.checks_pane.index_of("hardware.pck_chain")
+    assert index.isValid()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(index).center())
+    check = next(c for c in report.checks if c.id == "hardware.pck_chain")
+    details = window.details_pane
+    assert details.current_check == check
+    assert details.title.text() == "hardware.pck_chain"
+    assert details.summary.text() == check.summary
+    assert details.status_pill.text() == "PASS"
+    assert details.anchor.text().startswith("caller-supplied — ")
+    # The details are a tree: the certificate chain is a branch with one row per certificate.
+    top = {details.tree.topLevelItem(i).text(0): details.tree.topLevelItem(i)
+           for i in range(details.tree.topLevelItemCount())}
+    assert "chain" in top
+    assert top["chain"].childCount() == len(check.details["chain"])
+    assert top["chain"].child(0).text(0).startswith("[0] ")
+    assert json.loads(details.json.toPlainText()) == check.model_dump(mode="json")
+    # The check links to the quote field it is about.
+    start, end = layout_of(report)["auth.qe_report_cert_data.cert_data"]
+    assert "auth.qe_report_cert_data.cert_data" in details.evidence.text()
+    details.evidence.linkActivated.emit("auth.qe_report_cert_data.cert_data")
+    assert window.bottom_tabs.currentWidget() is window.quote_pane
+    assert window.quote_pane.hex.highlight_range() == (start, end)
+
+
+def test_selecting_a_group_summarises_it(window, qtbot):
+    window.load_demo()
+    report = wait_for_verdict(qtbot, window, "pass")
+    view = window.checks_pane.view
+    group = view.model().index(0, 0)  # "App"
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(group).center())
+    assert window.details_pane.current_check is None
+    assert window.details_pane.title.text() == "App"
+    assert window.details_pane.summary.text() == f"{len(report.checks)} checks: {len(report.checks)} pass."
+
+
+def test_mrtd_field_highlights_its_bytes(window, qtbot):
+    window.load_demo()
+    report = wait_for_verdict(qtbot, window, "pass")
+    start, end = layout_of(report)["body.mrtd"]
+    pane = window.quote_pane
+    tree = pane.tree
+    item = next(tree.topLevelItem(1).child(i) for i in range(tree.topLevelItem(1).childCount())
+                if tree.topLevelItem(1).child(i).text(0) == "mrtd")
+    tree.scrollToItem(item)
+    qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=tree.visualItemRect(item).center())
+    assert pane.span_of("body.mrtd") == ("body.mrtd", start, end)
+    assert pane.hex.highlight_range() == (start, end)
+    raw = pane.hex.data()
+    assert pane.hex.highlighted_hex() == raw[start:end].hex() == report.entities["app"]["quote"]["mrtd"]
+    assert item.text(1) == report.entities["app"]["quote"]["mrtd"]
+    assert (item.text(2), item.text(3)) == (str(start), str(end - start))
+    assert "MRTD" in pane.info.text()
+
+
+def test_clicking_a_byte_selects_its_field(window, qtbot):
+    window.load_demo()
+    report = wait_for_verdict(qtbot, window, "pass")
+    start, end = layout_of(report)["body.rtmr0"]
+    hexview = window.quote_pane.hex
+    offset = start + 5
+    block = hexview.document().findBlockByNumber(offset // 16)
+    cursor = QTextCursor(block)
+    cursor.setPosition(block.position() + hexview._hex_col(offset % 16))
+    hexview.setTextCursor(cursor)
+    hexview.ensureCursorVisible()
+    hexview.setTextCursor(QTextCursor(hexview.document()))  # no selection left behind
+    qtbot.mouseClick(hexview.viewport(), Qt.MouseButton.LeftButton, pos=hexview.cursorRect(cursor).center())
+    assert window.quote_pane.tree.currentItem().text(0) == "rtmr0"
+    assert hexview.highlight_range() == (start, end)
+
+
+def test_bad_file_shows_a_clear_error_and_keeps_the_results(window, qtbot, tmp_path):
+    window.load_demo()
+    wait_for_verdict(qtbot, window, "pass")
+    bad = tmp_path / "broken.hex"
+    bad.write_text("0x0400020081000000zz")
+    assert window.open_paths([bad]) is False
+    text = window.message_bar.text()
+    assert "broken.hex" in text and "not hex" in text and "offset 18" in text
+    assert "Traceback" not in text
+    assert window.banner.state == "pass" and window.report is not None  # nothing changed
+    truncated = tmp_path / "truncated.bin"
+    truncated.write_bytes(bytes.fromhex(resource_path("demo", "quote.hex").read_text())[:100])
+    missing = tmp_path / "missing.json"
+    assert window.open_paths([truncated, missing]) is False
+    text = window.message_bar.text()
+    assert "2 of 2" in text and "truncated.bin" in text and "missing.json: no such file" in text
+    assert window.isVisible()
+
+
+def test_evidence_without_a_quote_is_an_error_not_a_crash(window, qtbot):
+    assert window.open_paths([resource_path("demo", "collateral.json")])
+    qtbot.waitUntil(lambda: window.state == "error", timeout=WAIT_MS)
+    assert window.banner.state == "error"
+    assert "no quote among the evidence" in window.banner.detail.text()
+    assert "no quote among the evidence" in window.message_bar.text()
+    assert "Traceback" not in window.message_bar.text()
+    assert window.report is None and window.findings_badge.findings == 0
+
+
+def test_offline_without_collateral_is_incomplete(window, qtbot):
+    assert window.offline_action.isChecked()
+    assert window.set_anchor_file(resource_path("demo", "demo_root_ca.der"))
+    assert "custom root — not Intel" in window.anchor_label.text()
+    assert window.open_paths([resource_path("demo", "quote.hex")])
+    report = wait_for_verdict(qtbot, window, "incomplete")
+    skipped = [c for c in report.checks if c.status is CheckStatus.SKIP]
+    assert skipped and any("offline" in c.summary for c in skipped)
+    assert window.banner.badge.text() == "custom root — not Intel"
+
+
+def test_findings_badge_counts_and_filters(window, qtbot, tmp_path):
+    ev = make_evidence("gui-fail", now=int(time.time()), revoke_pck=True)
+    (tmp_path / "q.hex").write_text(ev.quote.hex())
+    (tmp_path / "c.json").write_text(json.dumps(ev.collateral))
+    (tmp_path / "root.der").write_bytes(ev.root_ca_der)
+    window.set_anchor_file(tmp_path / "root.der")
+    window.open_paths([tmp_path / "q.hex", tmp_path / "c.json"])
+    report = wait_for_verdict(qtbot, window, "fail")
+    findings = [c for c in report.checks if c.status in (CheckStatus.FAIL, CheckStatus.WARN, CheckStatus.ERROR)]
+    assert findings and window.findings_badge.findings == len(findings)
+    assert window.checks_pane.current_check_id() == findings[0].id  # lands on the first finding
+    qtbot.mouseClick(window.findings_badge, Qt.MouseButton.LeftButton)
+    assert window.findings_badge.isChecked()
+    proxy = window.checks_pane.proxy
+    phase = proxy.index(0, 0, proxy.index(0, 0))
+    assert proxy.rowCount(phase) == len(findings)
+    window.checks_pane.filter_edit.setText("no-such-check")
+    assert proxy.rowCount() == 0
+
+
+def test_cancel_while_running(window, qtbot, monkeypatch):
+    gate, started = threading.Event(), threading.Event()
+    real = workers.verify_evidence
+
+    def slow(*args, **kwargs):
+        started.set()
+        gate.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(workers, "verify_evidence", slow)
+    window.load_demo()
+    assert started.wait(5)
+    assert window.is_busy() and window.state == "running"
+    qtbot.wait(50)  # the event loop turns while the worker is blocked
+    assert window.cancel_button.isVisible() and window.progress.isVisible()
+    with qtbot.waitSignal(window.verificationSettled, timeout=1000):
+        qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
+    assert window.state == "cancelled" and not window.is_busy()
+    assert not window.cancel_button.isVisible()
+    gate.set()
+    assert window.pool.waitForDone(5000)
+    qtbot.wait(100)  # the stale result is delivered now, and must be discarded
+    assert window.report is None and window.state == "cancelled"
+    assert window.banner.headline.text() == "Verification cancelled"
+    monkeypatch.setattr(workers, "verify_evidence", real)
+    window.verify()
+    wait_for_verdict(qtbot, window, "pass")
+
+
+def test_a_new_verification_supersedes_a_running_one(window, qtbot, monkeypatch):
+    gate, started = threading.Event(), threading.Event()
+    real = workers.verify_evidence
+    calls = []
+
+    def first_slow(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            started.set()
+            gate.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(workers, "verify_evidence", first_slow)
+    window.load_demo()
+    assert started.wait(5)
+    window.verify()  # the first is still blocked: its result, when it comes, is stale
+    wait_for_verdict(qtbot, window, "pass")
+    gate.set()
+    assert window.pool.waitForDone(5000)
+    qtbot.wait(50)
+    assert window.state == "done" and len(calls) == 2
+
+
+def test_worker_cancelled_before_start_does_not_verify(qtbot, monkeypatch):
+    demo = load_demo()
+    monkeypatch.setattr(workers, "verify_evidence", lambda *a, **k: pytest.fail("must not verify"))
+    worker = VerifyWorker(VerifyJob(items=demo.items, anchor=demo.anchor, now=demo.now, offline=True))
+    worker.cancel()
+    with qtbot.assertNotEmitted(worker.signals.result), qtbot.assertNotEmitted(worker.signals.error), \
+            qtbot.waitSignal(worker.signals.finished, timeout=1000):
+        worker.run()
+
+
+def test_worker_emits_the_report(qtbot):
+    demo = load_demo()
+    worker = VerifyWorker(VerifyJob(items=demo.items, anchor=demo.anchor, now=demo.now, offline=True))
+    with qtbot.waitSignal(worker.signals.result, timeout=WAIT_MS) as blocker:
+        worker.run()
+    assert isinstance(blocker.args[0], Report) and blocker.args[0].verdict is Verdict.PASS
+
+
+def test_worker_errors_are_one_line(qtbot, monkeypatch):
+    demo = load_demo()
+    collateral_only = [e for e in demo.items if e.kind == "collateral"]
+    worker = VerifyWorker(VerifyJob(items=collateral_only, anchor=demo.anchor, now=demo.now, offline=True))
+    with qtbot.waitSignal(worker.signals.error, timeout=WAIT_MS) as blocker:
+        worker.run()
+    assert blocker.args[0].startswith("no quote among the evidence")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(workers, "verify_evidence", boom)
+    worker = VerifyWorker(VerifyJob(items=demo.items, anchor=demo.anchor, now=demo.now, offline=True))
+    with qtbot.waitSignal(worker.signals.error, timeout=WAIT_MS) as blocker:
+        worker.run()
+    assert blocker.args[0] == "internal error: RuntimeError: boom"
+
+
+def test_run_gui_screenshot_writes_a_png(qtbot, tmp_path: Path):
+    out = tmp_path / "shots" / "main.png"
+    assert run_gui(evidence=[], screenshot=out) == 0
+    data = out.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def test_run_gui_screenshot_with_bad_evidence_still_renders(qtbot, tmp_path: Path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    out = tmp_path / "bad.png"
+    assert run_gui(evidence=[bad], screenshot=out) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
