@@ -27,23 +27,12 @@ from dstack_verifier.quote.pccs import CollateralCache
 from dstack_verifier.synth import SynthEvidence, make_evidence
 from dstack_verifier.verification import VerifyOptions, load_anchor, verify_evidence
 
+from tests.support.checks import HARDWARE_CHECKS
 from tests.support.fixtures import fixture_path
 from tests.support.pccs_server import PCK_CRL_PATH, ROOT_CRL_PATH, PccsServer, qe_identity_path, tcb_path
 
 REAL_AT = 1751624191  # 2025-07-04T10:16:31Z: the real collateral is current, dcap-qvl says UpToDate
 SYNTH_NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
-HARDWARE_IDS = [
-    "hardware.quote_structure",
-    "hardware.td_attributes",
-    "hardware.pck_chain",
-    "hardware.collateral_signatures",
-    "hardware.revocation",
-    "hardware.qe_report",
-    "hardware.quote_signature",
-    "hardware.tcb_status",
-    "hardware.collateral_freshness",
-    "hardware.reference_engine",
-]
 NEED_COLLATERAL = [
     "hardware.collateral_signatures",
     "hardware.revocation",
@@ -142,7 +131,7 @@ def test_real_quote_passes_with_json_report(capsys, real_quote: Path, real_colla
     assert inputs["collateral"]["kind"] == "collateral"
 
     checks = checks_of(report)
-    assert [c["id"] for c in report["checks"]] == HARDWARE_IDS
+    assert [c["id"] for c in report["checks"]] == HARDWARE_CHECKS
     for c in report["checks"]:
         assert c["status"] == "pass", c
         assert c["entity"] == "app" and c["phase"] == "hardware"
@@ -177,7 +166,7 @@ def test_real_quote_human_output(capsys, real_quote: Path, real_collateral: Path
     assert out.startswith("verdict: PASS")
     assert "trust anchor: Intel SGX Root CA" in out
     assert "TCB status: UpToDate" in out
-    assert all(check_id in out for check_id in HARDWARE_IDS)
+    assert all(check_id in out for check_id in HARDWARE_CHECKS)
 
 
 def test_output_file(capsys, tmp_path: Path, real_quote: Path, real_collateral: Path) -> None:

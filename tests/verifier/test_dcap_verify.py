@@ -17,6 +17,7 @@ from dstack_verifier.resources import intel_root_ca_der
 from dstack_verifier.synth import SynthEvidence, SynthPki, build_pki, make_evidence
 from dstack_verifier.synth.pki import DAY, YEAR
 
+from tests.support.checks import HARDWARE_CHECKS
 from tests.support.fixtures import fixture_path
 
 MID_WINDOW = 1751624191  # dcap.md §8.1: the middle of the tdx_quote collateral's window
@@ -24,18 +25,6 @@ PCK_CRL_NEXT_UPDATE = 1752919235  # 2025-07-19T10:00:35Z, exclusive
 QE_IDENTITY_ISSUED = 1750329147  # 2025-06-19T10:32:27Z, the latest issue date of the collateral
 NOV_2026 = 1795564800  # 2026-11-25T00:00:00Z: the root CA CRL (next update 2026-04-03) has expired
 
-HARDWARE_CHECKS = [
-    "hardware.quote_structure",
-    "hardware.td_attributes",
-    "hardware.pck_chain",
-    "hardware.collateral_signatures",
-    "hardware.revocation",
-    "hardware.qe_report",
-    "hardware.quote_signature",
-    "hardware.tcb_status",
-    "hardware.collateral_freshness",
-    "hardware.reference_engine",
-]
 NEEDS_COLLATERAL = [
     "hardware.collateral_signatures",
     "hardware.revocation",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from dstack_verifier.model import CheckStatus
 from dstack_verifier.quote import tcb
-from dstack_verifier.quote.collateral import Collateral, TcbInfo
+from dstack_verifier.quote.collateral import TCB_STATUSES, Collateral, TcbInfo
 from dstack_verifier.quote.verify import HardwareResult, TrustAnchor, verify_quote
 from dstack_verifier.synth import IsvLevel, SynthEvidence, SynthPki, TcbInfoSpec, TcbLevel, build_pki, make_evidence
 from dstack_verifier.synth.pki import DAY, DEFAULT_CPU_SVN, DEFAULT_PCE_SVN, YEAR
@@ -22,15 +22,7 @@ SEED = "tcb"
 CPU = list(DEFAULT_CPU_SVN)  # 04 04 02 02 03 01 00 05 00..
 PCE = DEFAULT_PCE_SVN  # 13
 TEE_SVN = [5, 1, 2] + [0] * 13  # module SVN 5, major version 1 (identity TDX_01), late microcode SVN 2
-TDX_STATUSES = [
-    "UpToDate",
-    "SWHardeningNeeded",
-    "ConfigurationNeeded",
-    "ConfigurationAndSWHardeningNeeded",
-    "OutOfDate",
-    "OutOfDateConfigurationNeeded",
-    "Revoked",
-]
+TDX_STATUSES = list(TCB_STATUSES)
 CONFIG = {"ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded", "OutOfDateConfigurationNeeded"}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -22,6 +22,7 @@ TcbStatusName = Literal[
     "OutOfDateConfigurationNeeded",
     "Revoked",
 ]
+TCB_STATUSES: tuple[str, ...] = get_args(TcbStatusName)  # Intel's seven classic statuses, in severity order
 
 COLLATERAL_KEYS = (
     "pck_crl_issuer_chain",

@@ -60,16 +60,18 @@ def decode_oid(value: bytes) -> str:
 
 
 def encode_oid(dotted: str) -> bytes:
-    """The DER content bytes of an OID, for comparing against raw TLV values without decoding them."""
-    arcs = [int(a) for a in dotted.split(".")]
-    out = bytearray([40 * arcs[0] + arcs[1]])
-    for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
+    """The DER content bytes of an OID (base-128 arcs, most significant group first)."""
+    arcs = [int(part) for part in dotted.split(".")]
+    if len(arcs) < 2 or arcs[0] > 2:
+        raise ValueError(f"invalid OID {dotted!r}")
+    out = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        groups = [arc & 0x7F]
         arc >>= 7
         while arc:
-            chunk.append(0x80 | (arc & 0x7F))
+            groups.append(0x80 | (arc & 0x7F))
             arc >>= 7
-        out.extend(reversed(chunk))
+        out.extend(reversed(groups))
     return bytes(out)
 
 

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ValidationError
 
 from dstack_verifier.net import NetClient, NetError, NetResponse
+from dstack_verifier.quote.collateral import COLLATERAL_KEYS
 
 __all__ = [
     "COLLATERAL_KEYS",
@@ -67,18 +68,6 @@ ITEM_TCB_INFO = "TCB Info"
 ITEM_QE_IDENTITY = "QE Identity"
 ITEM_ROOT_CRL = "root CA CRL"
 
-# The key order of dcap-qvl's JSON (and of the sample collateral files).
-COLLATERAL_KEYS = (
-    "pck_crl_issuer_chain",
-    "root_ca_crl",
-    "pck_crl",
-    "tcb_info_issuer_chain",
-    "tcb_info",
-    "tcb_info_signature",
-    "qe_identity_issuer_chain",
-    "qe_identity",
-    "qe_identity_signature",
-)
 
 _CERT_PATH = "certification/v4"
 _BASE_SUFFIXES = (f"/sgx/{_CERT_PATH}", f"/tdx/{_CERT_PATH}")

@@ -7,18 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .collateral import IsvTcbLevel, PlatformTcbLevel, QeIdentity, TcbInfo
+from .collateral import TCB_STATUSES, IsvTcbLevel, PlatformTcbLevel, QeIdentity, TcbInfo
 from .structure import Report
 
-CLASSIC_STATUSES = {
-    "UpToDate",
-    "SWHardeningNeeded",
-    "ConfigurationNeeded",
-    "ConfigurationAndSWHardeningNeeded",
-    "OutOfDate",
-    "OutOfDateConfigurationNeeded",
-    "Revoked",
-}
+CLASSIC_STATUSES = set(TCB_STATUSES)
 QE_STATUSES = {"UpToDate", "OutOfDate", "ConfigurationNeeded", "Revoked", "OutOfDateConfigurationNeeded"}
 MODULE_STATUSES = {"UpToDate", "OutOfDate", "Revoked"}
 CONFIG_STATUSES = {"ConfigurationNeeded", "OutOfDateConfigurationNeeded", "ConfigurationAndSWHardeningNeeded"}

@@ -20,16 +20,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from .pki import SynthPki, crl_der
 
-TCB_STATUSES = (
-    "UpToDate",
-    "SWHardeningNeeded",
-    "ConfigurationNeeded",
-    "ConfigurationAndSWHardeningNeeded",
-    "OutOfDate",
-    "OutOfDateConfigurationNeeded",
-    "Revoked",
-)
-
 JsonObject = dict[str, Any]
 
 

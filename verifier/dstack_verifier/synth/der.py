@@ -7,12 +7,17 @@ here by hand. Only definite-length DER is produced.
 
 from __future__ import annotations
 
-TAG_BOOLEAN = 0x01
-TAG_INTEGER = 0x02
-TAG_OCTET_STRING = 0x04
-TAG_OID = 0x06
-TAG_ENUMERATED = 0x0A
-TAG_SEQUENCE = 0x30
+from ..quote.der import (
+    TAG_BOOLEAN,
+    TAG_ENUMERATED,
+    TAG_INTEGER,
+    TAG_OCTET_STRING,
+    TAG_OID,
+    TAG_SEQUENCE,
+    encode_oid,
+)
+
+__all__ = ["TAG_BOOLEAN", "TAG_ENUMERATED", "TAG_INTEGER", "TAG_OCTET_STRING", "TAG_OID", "TAG_SEQUENCE"]
 
 
 def encode_length(length: int) -> bytes:
@@ -54,20 +59,7 @@ def octet_string(value: bytes) -> bytes:
 
 
 def oid(dotted: str) -> bytes:
-    arcs = [int(part) for part in dotted.split(".")]
-    if len(arcs) < 2 or arcs[0] > 2:
-        raise ValueError(f"invalid OID {dotted!r}")
-    first = arcs[0] * 40 + arcs[1]
-    out = bytearray()
-    for arc in [first, *arcs[2:]]:
-        # Base-128, most significant group first, continuation bit on all but the last.
-        groups = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            groups.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out.extend(reversed(groups))
-    return tlv(TAG_OID, bytes(out))
+    return tlv(TAG_OID, encode_oid(dotted))
 
 
 def sequence(*items: bytes) -> bytes:
