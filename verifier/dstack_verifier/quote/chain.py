@@ -10,12 +10,16 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
+
+from . import names
+from .names import cert_names, common_name, crl_issuer, name_text
 
 MAX_INTERMEDIATES = 4
 _KNOWN_CRITICAL = {
@@ -39,10 +43,10 @@ class ChainError(Exception):
 @functools.lru_cache(maxsize=512)
 def describe(cert: x509.Certificate) -> str:
     try:
-        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        name = str(cns[0].value) if cns else cert.subject.rfc4514_string()
+        subject = cert_names(cert).subject
     except ValueError:
-        name = "<unreadable subject>"
+        return f"<malformed certificate> (serial {cert.serial_number:x})"
+    name = common_name(subject) or name_text(subject)
     return f"'{name}' (serial {cert.serial_number:x})"
 
 
@@ -53,8 +57,8 @@ def cert_summary(cert: x509.Certificate) -> dict:
 @functools.lru_cache(maxsize=512)
 def _summary_items(cert: x509.Certificate) -> tuple[tuple[str, str], ...]:
     return (
-        ("subject", cert.subject.rfc4514_string()),
-        ("issuer", cert.issuer.rfc4514_string()),
+        ("subject", name_text(cert_names(cert).subject)),
+        ("issuer", name_text(cert_names(cert).issuer)),
         ("serial", f"{cert.serial_number:x}"),
         ("not_before", cert.not_valid_before_utc.isoformat()),
         ("not_after", cert.not_valid_after_utc.isoformat()),
@@ -65,6 +69,7 @@ def clear_caches() -> None:
     """Forget the per-certificate text caches (benchmarks use this to measure a truly cold run)."""
     describe.cache_clear()
     _summary_items.cache_clear()
+    names.clear_caches()
 
 
 @dataclass(frozen=True)
@@ -137,15 +142,26 @@ class ChainCache:
         return ok
 
 
+class LoadedCrl(NamedTuple):
+    crl: x509.CertificateRevocationList
+    issuer: bytes  # DER content of the issuer name
+    issuer_text: str
+
+
+def load_crl(data: bytes) -> LoadedCrl:
+    """Parse a DER CRL; raises ValueError when it does not parse."""
+    crl = x509.load_der_x509_crl(data)
+    issuer = crl_issuer(data)
+    return LoadedCrl(crl, issuer, name_text(issuer))
+
+
 class CrlStore:
     """CRLs indexed by issuer name (looked up once, not per certificate)."""
 
-    def __init__(self, crls: list[x509.CertificateRevocationList]) -> None:
-        self.crls = crls
-        self.by_issuer: dict[x509.Name, tuple[x509.CertificateRevocationList, str]] = {}
-        for crl in crls:
-            name = crl.issuer
-            self.by_issuer.setdefault(name, (crl, name.rfc4514_string()))
+    def __init__(self, crls: list[LoadedCrl]) -> None:
+        self.by_issuer: dict[bytes, tuple[x509.CertificateRevocationList, str]] = {}
+        for item in crls:
+            self.by_issuer.setdefault(item.issuer, (item.crl, item.issuer_text))
 
 
 def _check_ca(issuer: x509.Certificate, depth_below: int) -> None:
@@ -190,11 +206,12 @@ def check_revocation(
     cert: x509.Certificate, issuer: x509.Certificate, crls: CrlStore, now: datetime, cache: ChainCache | None = None
 ) -> RevocationUse:
     """Unknown revocation status denies, as webpki's policy in dcap-qvl does."""
-    found = crls.by_issuer.get(cert.issuer)
+    issuer_der = cert_names(cert).issuer
+    found = crls.by_issuer.get(issuer_der)
     if found is None:
         raise ChainError(
             "UnknownRevocationStatus",
-            f"no CRL from {cert.issuer.rfc4514_string()} to check {describe(cert)}",
+            f"no CRL from {name_text(issuer_der)} to check {describe(cert)}",
         )
     crl, crl_issuer = found
     _check_key_usage(issuer, "crl_sign", "CRL signing")
@@ -237,19 +254,21 @@ def verify_chain(
     revocation: list[RevocationUse] = []
     current = leaf
     pool = [c for c in intermediates if c != anchor]
+    anchor_subject = cert_names(anchor).subject
     for depth in range(MAX_INTERMEDIATES + 1):
         _check_validity(current, now)
         _check_critical(current)
         _check_signature_alg(current)
-        issuer_name = current.issuer
-        if issuer_name == anchor.subject and cache.signed_by(current, anchor):
+        issuer_name = cert_names(current).issuer
+        if issuer_name == anchor_subject and cache.signed_by(current, anchor):
             issuer = anchor
         else:
-            found = [c for c in pool if c.subject == issuer_name and c not in path and cache.signed_by(current, c)]
+            candidates = [c for c in pool if cert_names(c).subject == issuer_name and c not in path]
+            found = [c for c in candidates if cache.signed_by(current, c)]
             if not found:
                 raise ChainError(
                     "UnknownIssuer",
-                    f"{describe(current)}: no certificate of {current.issuer.rfc4514_string()} verifies its "
+                    f"{describe(current)}: no certificate of {name_text(issuer_name)} verifies its "
                     "signature, and it is not issued by the trust anchor",
                 )
             issuer = found[0]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from . import der
+from .names import cert_names, name_text
 
 SGX_EXTENSION_OID = x509.ObjectIdentifier("1.2.840.113741.1.13.1")
 _BASE = "1.2.840.113741.1.13.1"
@@ -82,7 +83,7 @@ def _need(items: dict[bytes, der.Tlv], oid: str, name: str, tag: int, size: int 
 
 def ca_type_of(cert: x509.Certificate) -> str:
     """dcap-qvl's rule: the issuer DN names the PCK CA kind; processor when it names neither."""
-    issuer = cert.issuer.rfc4514_string()
+    issuer = name_text(cert_names(cert).issuer)
     if "Processor" in issuer:
         return "processor"
     if "Platform" in issuer:

@@ -26,8 +26,19 @@ from ..errors import InputError
 from ..model import Anchor, Check, CheckStatus, Entity
 from ..resources import INTEL_ROOT_CA_SHA256
 from . import tcb
-from .chain import ChainCache, ChainError, CrlStore, cert_summary, check_revocation, describe, verify_chain
+from .chain import (
+    ChainCache,
+    ChainError,
+    CrlStore,
+    LoadedCrl,
+    cert_summary,
+    check_revocation,
+    describe,
+    load_crl,
+    verify_chain,
+)
 from .collateral import Collateral, CollateralFormatError, QeIdentity, TcbInfo
+from .names import cert_names
 from .pck import PckExtensionError, PckInfo, parse_pck_extension
 from .policy import TcbPolicy
 from .reference import ReferenceVerdict, reference_verify
@@ -154,9 +165,9 @@ def collateral_key(collateral: Collateral) -> str:
     return h.hexdigest()
 
 
-def _parse_crl(data: bytes, name: str) -> x509.CertificateRevocationList:
+def _parse_crl(data: bytes, name: str) -> LoadedCrl:
     try:
-        return x509.load_der_x509_crl(data)
+        return load_crl(data)
     except ValueError as exc:
         raise StepFailed(f"the {name} does not parse as a DER CRL ({exc})") from None
 
@@ -211,33 +222,42 @@ def verify_signed_collateral(
 
 @dataclass
 class CrlSet:
-    root_crl: x509.CertificateRevocationList
-    pck_crl: x509.CertificateRevocationList
+    root: LoadedCrl
+    pck: LoadedCrl
     store: CrlStore = field(init=False)
     details: list[dict[str, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.store = CrlStore([self.root_crl, self.pck_crl])
-        self.details = [_crl_details(self.root_crl), _crl_details(self.pck_crl)]
+        self.store = CrlStore([self.root, self.pck])
+        self.details = [_crl_details(self.root), _crl_details(self.pck)]
+
+    @property
+    def root_crl(self) -> x509.CertificateRevocationList:
+        return self.root.crl
+
+    @property
+    def pck_crl(self) -> x509.CertificateRevocationList:
+        return self.pck.crl
 
 
 def verify_crls(collateral: Collateral, anchor: TrustAnchor, now: int, cache: ChainCache | None = None) -> CrlSet:
     """dcap.md §5 steps 1-2: both CRLs parse, the root CRL is signed by the anchor, current, and spares the root."""
-    root_crl = _parse_crl(collateral.root_ca_crl, "root CA CRL")
-    pck_crl = _parse_crl(collateral.pck_crl, "PCK CRL")
-    if root_crl.issuer != anchor.cert.subject:
-        raise StepFailed(f"the root CA CRL is issued by {root_crl.issuer.rfc4514_string()}, not by the trust "
+    root = _parse_crl(collateral.root_ca_crl, "root CA CRL")
+    pck = _parse_crl(collateral.pck_crl, "PCK CRL")
+    if root.issuer != cert_names(anchor.cert).subject:
+        raise StepFailed(f"the root CA CRL is issued by {root.issuer_text}, not by the trust "
                          f"anchor {describe(anchor.cert)}")
     try:
-        check_revocation(anchor.cert, anchor.cert, CrlStore([root_crl]), _ts(now), cache)
+        check_revocation(anchor.cert, anchor.cert, CrlStore([root]), _ts(now), cache)
     except ChainError as exc:
         raise StepFailed(f"root CA CRL: {exc}", {"code": exc.code}) from None
-    return CrlSet(root_crl, pck_crl)
+    return CrlSet(root, pck)
 
 
-def _crl_details(crl: x509.CertificateRevocationList) -> dict[str, Any]:
+def _crl_details(loaded: LoadedCrl) -> dict[str, Any]:
+    crl = loaded.crl
     return {
-        "issuer": crl.issuer.rfc4514_string(),
+        "issuer": loaded.issuer_text,
         "this_update": crl.last_update_utc.isoformat(),
         "next_update": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
         "revoked_serials": len(crl),
