@@ -7,6 +7,9 @@ Every network access of the library goes through :class:`NetClient` so that
 * every answer is recorded as an :class:`Exchange`, which lets a later run be replayed offline from the
   recorded evidence with :class:`ReplayClient`.
 
+GET serves the HTTP APIs; POST serves JSON-RPC (Ethereum nodes). A POST's request body is recorded with its
+answer, and a replay answers a POST only when both the URL and the request body match the recording.
+
 No globals: the httpx client, the clock and the sleep function are constructor parameters.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import importlib.metadata
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ __all__ = [
     "NotRecordedError",
     "OfflineError",
     "ReplayClient",
+    "encode_json_body",
 ]
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
@@ -83,13 +88,18 @@ class OfflineError(NetError):
 
 
 class NotRecordedError(OfflineError):
-    """A replay was asked for a URL that the recorded evidence does not hold."""
+    """A replay was asked for a URL (and, for a POST, a request body) that the recorded evidence does not hold."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, method: str = "GET", body_size: int | None = None) -> None:
+        self.method = method
+        self.body_size = body_size
         super().__init__(url, "not in the recorded evidence")
 
     def _message(self) -> str:
-        return f"not in the recorded evidence: {self.url}"
+        if self.method == "GET":
+            return f"not in the recorded evidence: {self.url}"
+        size = f" with this request body ({self.body_size} bytes)" if self.body_size is not None else ""
+        return f"not in the recorded evidence: {self.method} {self.url}{size}"
 
 
 class Exchange(BaseModel):
@@ -100,6 +110,7 @@ class Exchange(BaseModel):
     request_headers: dict[str, str] = Field(
         default_factory=dict, description="headers we chose to send (lower-case names), secrets omitted"
     )
+    request_body: str | None = Field(default=None, description="request body, base64 (POST only)")
     status: int
     headers: dict[str, str] = Field(default_factory=dict, description="response headers, lower-case names")
     body: str = Field(default="", description="response body, base64")
@@ -108,6 +119,10 @@ class Exchange(BaseModel):
     @property
     def content(self) -> bytes:
         return base64.b64decode(self.body, validate=True)
+
+    @property
+    def request_content(self) -> bytes:
+        return base64.b64decode(self.request_body or "", validate=True)
 
 
 @dataclass(frozen=True)
@@ -165,11 +180,31 @@ def _recordable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
 
 
+def _with_user_agent(headers: Mapping[str, str] | None) -> dict[str, str]:
+    sent = dict(headers or {})
+    if not any(name.lower() == "user-agent" for name in sent):
+        sent["User-Agent"] = USER_AGENT
+    return sent
+
+
+def encode_json_body(payload: Any) -> bytes:
+    """The exact bytes ``post_json`` sends: compact, keys sorted, so equal payloads give equal bodies (and a
+    replay finds the recorded answer by comparing bytes)."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=True, allow_nan=False).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
 class NetClient:
     """Injectable HTTP client: timeouts, bounded retries, body-size limit, offline mode, recording.
 
     ``get`` returns any completed answer (also non-2xx) and lets the caller decide; ``get_ok`` raises
     :class:`NetError` for non-2xx. Every answer returned to a caller is appended to ``recorder``.
+
+    ``post`` / ``post_json`` behave like ``get`` (same limits, offline refusal, recording, and retries, so only
+    POST requests that are safe to repeat, such as JSON-RPC reads, should go through them).
     """
 
     def __init__(
@@ -231,28 +266,8 @@ class NetClient:
     ) -> NetResponse:
         """GET ``url``; returns the answer whatever its status. Raises NetError when no answer arrived."""
         full = _full_url(url, params)
-        sent = dict(headers or {})
-        if not any(name.lower() == "user-agent" for name in sent):
-            sent["User-Agent"] = USER_AGENT
-        response = self._fetch(full, sent)
-        exchange = Exchange(
-            method="GET",
-            url=response.url,
-            request_headers=_recordable_headers(sent),
-            status=response.status,
-            headers=dict(response.headers),
-            body=base64.b64encode(response.content).decode("ascii"),
-            fetched_at=self._clock(),
-        )
-        self.recorder.append(exchange)
-        return NetResponse(
-            url=response.url,
-            status=response.status,
-            headers=response.headers,
-            content=response.content,
-            reason=response.reason,
-            exchange=exchange,
-        )
+        sent = _with_user_agent(headers)
+        return self._record("GET", sent, None, self._fetch(full, sent))
 
     def get_ok(
         self,
@@ -266,15 +281,55 @@ class NetClient:
             raise NetError(response.url, response.status_problem())
         return response
 
+    def post(self, url: str, content: bytes, headers: Mapping[str, str] | None = None) -> NetResponse:
+        """POST ``content`` to ``url``; returns the answer whatever its status. Raises NetError when no answer
+        arrived. The request body is recorded (base64) with the answer."""
+        full = _full_url(url, None)
+        sent = _with_user_agent(headers)
+        return self._record("POST", sent, content, self._fetch(full, sent, method="POST", content=content))
+
+    def post_json(
+        self, url: str, payload: dict[str, Any] | list[Any], headers: Mapping[str, str] | None = None
+    ) -> NetResponse:
+        """POST ``payload`` as JSON (see :func:`encode_json_body` for the exact bytes)."""
+        sent = {"Content-Type": "application/json", "Accept": "application/json"}
+        sent.update(headers or {})
+        return self.post(url, encode_json_body(payload), headers=sent)
+
     # -- internals -------------------------------------------------------------------------------------------
 
-    def _fetch(self, url: str, headers: Mapping[str, str]) -> NetResponse:
+    def _record(
+        self, method: str, sent: Mapping[str, str], content: bytes | None, response: NetResponse
+    ) -> NetResponse:
+        exchange = Exchange(
+            method=method,
+            url=response.url,
+            request_headers=_recordable_headers(sent),
+            request_body=None if content is None else _b64(content),
+            status=response.status,
+            headers=dict(response.headers),
+            body=_b64(response.content),
+            fetched_at=self._clock(),
+        )
+        self.recorder.append(exchange)
+        return NetResponse(
+            url=response.url,
+            status=response.status,
+            headers=response.headers,
+            content=response.content,
+            reason=response.reason,
+            exchange=exchange,
+        )
+
+    def _fetch(
+        self, url: str, headers: Mapping[str, str], *, method: str = "GET", content: bytes | None = None
+    ) -> NetResponse:
         if self.offline or self._http is None:
             raise OfflineError(url)
         attempt = 0
         while True:
             try:
-                response = self._once(url, headers)
+                response = self._once(url, headers, method, content)
             except _Retryable as exc:
                 if attempt >= self.retries:
                     raise NetError(url, exc.problem) from exc.__cause__
@@ -294,10 +349,10 @@ class NetClient:
             delay = max(delay, float(retry_after.strip()))
         return min(delay, _MAX_BACKOFF)
 
-    def _once(self, url: str, headers: Mapping[str, str]) -> NetResponse:
+    def _once(self, url: str, headers: Mapping[str, str], method: str, content: bytes | None) -> NetResponse:
         assert self._http is not None
         try:
-            with self._http.stream("GET", url, headers=dict(headers)) as resp:
+            with self._http.stream(method, url, headers=dict(headers), content=content) as resp:
                 declared = resp.headers.get("content-length")
                 # Refuse before reading when the server announces a body above the limit.
                 size = (declared or "").strip()
@@ -344,20 +399,24 @@ class _Retryable(Exception):
         self.problem = problem
 
 
-class ReplayClient(NetClient):
-    """Answers GETs from recorded exchanges only; anything else is refused with OfflineError.
+_ReplayKey = tuple[str, str, str]  # method, full URL, request body (base64, "" for none)
 
-    When the recording holds several answers for one URL they are served in the recorded order, and the last
-    one is repeated after that, so a re-run sees what the original run saw.
+
+class ReplayClient(NetClient):
+    """Answers GETs and POSTs from recorded exchanges only; anything else is refused with OfflineError.
+
+    A GET is matched by URL; a POST by URL and the exact request body. When the recording holds several
+    answers for one request they are served in the recorded order, and the last one is repeated after that, so
+    a re-run sees what the original run saw.
     """
 
     def __init__(self, exchanges: Iterable[Exchange], *, recorder: list[Exchange] | None = None) -> None:
         super().__init__(offline=True, retries=0, recorder=recorder)
-        self._answers: dict[tuple[str, str], list[Exchange]] = {}
+        self._answers: dict[_ReplayKey, list[Exchange]] = {}
         for exchange in exchanges:
-            key = (exchange.method.upper(), _full_url(exchange.url, None))
+            key = (exchange.method.upper(), _full_url(exchange.url, None), exchange.request_body or "")
             self._answers.setdefault(key, []).append(exchange)
-        self._served: dict[tuple[str, str], int] = {}
+        self._served: dict[_ReplayKey, int] = {}
 
     def get(
         self,
@@ -366,10 +425,18 @@ class ReplayClient(NetClient):
         headers: Mapping[str, str] | None = None,
     ) -> NetResponse:
         full = _full_url(url, params)
-        key = ("GET", full)
+        return self._replay(("GET", full, ""), NotRecordedError(full))
+
+    def post(self, url: str, content: bytes, headers: Mapping[str, str] | None = None) -> NetResponse:
+        full = _full_url(url, None)
+        missing = NotRecordedError(full, method="POST", body_size=len(content))
+        return self._replay(("POST", full, _b64(content)), missing)
+
+    def _replay(self, key: _ReplayKey, missing: NotRecordedError) -> NetResponse:
+        full = key[1]
         answers = self._answers.get(key)
         if not answers:
-            raise NotRecordedError(full)
+            raise missing
         index = min(self._served.get(key, 0), len(answers) - 1)
         self._served[key] = index + 1
         exchange = answers[index]
