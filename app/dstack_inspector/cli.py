@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--phases", help="comma-separated phases to run: hardware,os,source,domain")
     v.add_argument("--pccs-url", help="PCCS or Intel PCS base URL (default: Phala's PCCS)")
     v.add_argument("--no-cache", action="store_true", help="do not use the on-disk collateral cache")
+    v.add_argument("--kms-contract", help="the DstackKms contract governing the app (enables the on-chain check)")
+    v.add_argument("--app-contract", help="the app's DstackApp contract (default: the app id of the event log)")
+    v.add_argument("--chain", default="base", help="chain of the contracts: base (default) or ethereum")
+    v.add_argument("--rpc-url", help="JSON-RPC endpoint of that chain (default: a public endpoint)")
     v.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     v.add_argument("--output", type=Path, help="write the JSON report to this file")
     return parser
@@ -75,6 +79,22 @@ def _phases(text: str | None) -> tuple[str, ...]:
     if unknown or not chosen:
         raise UsageError(f"--phases: unknown phase {', '.join(unknown) or '(none)'}; choose from {', '.join(PHASES)}")
     return chosen
+
+
+def _onchain_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from dstack_verifier.onchain import OnchainInputError, chain_config
+    from dstack_verifier.verification import OnchainOptions
+
+    if not args.kms_contract:
+        if args.app_contract:
+            raise UsageError("--app-contract needs --kms-contract (the KMS that governs the app)")
+        return None
+    try:
+        chain_config(args.chain, args.rpc_url)
+    except OnchainInputError as exc:
+        raise UsageError(f"--chain: {exc}") from None
+    return OnchainOptions(kms_contract=args.kms_contract, chain=args.chain, rpc_url=args.rpc_url,
+                          app_contract=args.app_contract)
 
 
 def _print_human(report, out) -> None:  # type: ignore[no-untyped-def]
@@ -110,6 +130,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         offline=args.offline,
         pccs_url=args.pccs_url or os.environ.get("PCCS_URL") or PHALA_PCCS_URL,
         phases=_phases(args.phases),
+        explicit_phases=bool(args.phases),
+        onchain=_onchain_options(args),
     )
     items = [load_evidence(p) for p in args.evidence]
     if args.collateral is not None:

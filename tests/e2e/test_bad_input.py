@@ -315,10 +315,16 @@ def test_non_hex_in_getquote(capsys, tmp_path: Path, quote: bytes) -> None:
 # -- JSON --------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["[1, 2]", "[]", '["quote"]', "  [{}]"])
-def test_json_not_an_object(capsys, tmp_path: Path, text: str) -> None:
+@pytest.mark.parametrize("text", ["[1, 2]", '["quote"]', "  [{}]"])
+def test_json_array_of_non_events(capsys, tmp_path: Path, text: str) -> None:
+    # A JSON array is read as an event log: its first bad entry is named.
     line = bad_input(capsys, write(tmp_path, "list.json", text))
-    assert "expected a JSON object" in line
+    assert "event_log[0]" in line
+
+
+def test_empty_event_log_alone_has_no_quote(capsys, tmp_path: Path) -> None:
+    line = bad_input(capsys, write(tmp_path, "list.json", "[]"))
+    assert "no quote among the evidence" in line
 
 
 @pytest.mark.parametrize("value", [5, None, True, ["00"], {"hex": "00"}])

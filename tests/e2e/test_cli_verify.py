@@ -27,7 +27,7 @@ from dstack_verifier.quote.pccs import CollateralCache
 from dstack_verifier.synth import SynthEvidence, make_evidence
 from dstack_verifier.verification import VerifyOptions, load_anchor, verify_evidence
 
-from tests.support.checks import HARDWARE_CHECKS
+from tests.support.checks import HARDWARE_CHECKS, OTHER_CHECKS
 from tests.support.fixtures import fixture_path
 from tests.support.pccs_server import PCK_CRL_PATH, ROOT_CRL_PATH, PccsServer, qe_identity_path, tcb_path
 
@@ -131,8 +131,18 @@ def test_real_quote_passes_with_json_report(capsys, real_quote: Path, real_colla
     assert inputs["collateral"]["kind"] == "collateral"
 
     checks = checks_of(report)
-    assert [c["id"] for c in report["checks"]] == HARDWARE_CHECKS
+    assert [c["id"] for c in report["checks"] if c["id"].startswith("hardware.")] == HARDWARE_CHECKS
+    # A raw quote carries no event log, compose or keys: those checks are skipped, saying why.
+    others = {c["id"]: c for c in report["checks"] if not c["id"].startswith("hardware.")}
+    assert set(others) == set(OTHER_CHECKS)
+    for check_id, c in others.items():
+        if check_id == "source.mr_config_id":  # all zero in this quote: nothing to compare, which is a pass
+            assert c["status"] == "pass" and "all zero" in c["summary"]
+        else:
+            assert c["status"] == "skip" and c["details"]["reason"], c
     for c in report["checks"]:
+        if not c["id"].startswith("hardware."):
+            continue
         assert c["status"] == "pass", c
         assert c["entity"] == "app" and c["phase"] == "hardware"
         assert c["summary"] and "\n" not in c["summary"]
@@ -266,9 +276,9 @@ def test_hex_and_getquote_forms_match_binary(capsys, tmp_path: Path, real_quote:
     upper_file = tmp_path / "quote-upper.txt"
     upper_file.write_text(digits.upper())
     getquote = tmp_path / "getquote.json"
-    getquote.write_text(json.dumps({"quote": digits, "event_log": "[]"}))
+    getquote.write_text(json.dumps({"quote": digits}))
     getquote_0x = tmp_path / "getquote-0x.json"
-    getquote_0x.write_text(json.dumps({"quote": "0x" + digits, "event_log": "[]", "vm_config": "{}"}, indent=2))
+    getquote_0x.write_text(json.dumps({"quote": "0x" + digits, "event_log": "", "vm_config": "{}"}, indent=2))
 
     base = ["--collateral", real_collateral, "--at", REAL_AT]
     code, reference, _ = run_json(capsys, "verify", real_quote, *base)
@@ -329,7 +339,8 @@ def test_synthetic_evidence_with_its_root_ca(capsys, synth: SynthFiles) -> None:
     checks = checks_of(report)
     assert checks["hardware.pck_chain"]["anchor"] == "caller-supplied"
     assert checks["hardware.pck_chain"]["details"]["trust_anchor_is_intel"] is False
-    assert all(c["status"] == "pass" for c in report["checks"])
+    assert all(c["status"] == "pass" for c in report["checks"] if c["phase"] == "hardware" and c["id"] in checks
+               and not c["id"].startswith(("eventlog.", "binding.")))
 
     code, out, _ = run(
         capsys, "verify", synth.quote, "--collateral", synth.collateral, "--root-ca", synth.root, "--at", SYNTH_NOW
@@ -388,7 +399,11 @@ def test_phases_hardware(capsys, phases: str, real_quote: Path, real_collateral:
     )
     assert code == 0
     assert "hardware" in report["policy"]["phases"]
-    assert all(c["status"] == "pass" for c in report["checks"])
+    assert all(c["status"] == "pass" for c in report["checks"] if c["id"].startswith("hardware."))
+    # The checks of phases not chosen say so; those with no evidence say what is missing.
+    for c in report["checks"]:
+        if c["phase"] != "hardware":
+            assert c["status"] == "skip" and c["summary"] == f"skipped: phase {c['phase']} not selected", c
 
 
 @pytest.mark.parametrize("phases", ["os", "source,domain"])
@@ -400,7 +415,22 @@ def test_phases_that_run_nothing_are_not_a_pass(capsys, phases: str, real_quote:
     assert code == 3
     assert report["verdict"] == "incomplete"
     for c in report["checks"]:
-        assert c["status"] == "skip" and c["summary"] == "skipped: phase hardware not selected"
+        if c["id"] == "source.mr_config_id" and "source" in phases:  # all zero here: nothing to compare
+            continue
+        assert c["status"] == "skip"
+        if c["id"].startswith("eventlog."):  # they run whenever there is a log, whatever the phases: here there is none
+            assert c["details"]["reason"].startswith("no event log given")
+        elif c["phase"] not in phases:
+            assert c["summary"] == f"skipped: phase {c['phase']} not selected", c
+
+
+def test_empty_event_log_fails_replay(capsys, tmp_path: Path, real_quote: Path, real_collateral: Path) -> None:
+    getquote = tmp_path / "getquote.json"
+    getquote.write_text(json.dumps({"quote": real_quote.read_bytes().hex(), "event_log": "[]"}))
+    code, report, _ = run_json(capsys, "verify", getquote, "--collateral", real_collateral, "--at", REAL_AT)
+    assert code == 1
+    replay = checks_of(report)["eventlog.replay"]
+    assert replay["status"] == "fail" and "RTMR0" in replay["summary"]
 
 
 @pytest.mark.parametrize("phases", ["hardware,bogus", "gpu", ",", ""])

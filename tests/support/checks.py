@@ -1,4 +1,4 @@
-"""The hardware check ids in the order a verification emits them (the CLI contract's stable ids, plus ours)."""
+"""Check ids in the order a verification emits them (the CLI contract's stable ids, plus ours)."""
 
 HARDWARE_CHECKS = [
     "hardware.quote_structure",
@@ -11,4 +11,14 @@ HARDWARE_CHECKS = [
     "hardware.tcb_status",
     "hardware.collateral_freshness",
     "hardware.reference_engine",
+]
+
+# After the hardware checks, for every quote: event log, key binding and source checks.
+OTHER_CHECKS = [
+    "eventlog.replay",
+    "eventlog.rtmr3_payloads",
+    "binding.report_data",
+    "source.compose_hash",
+    "source.mr_config_id",
+    "source.onchain_registry",
 ]

@@ -196,7 +196,8 @@ def detect_or_input_error(data: bytes) -> Evidence | None:
         assert_clean_error(exc, len(data))
         assert exc.source == "fuzz"
         return None
-    assert ev.kind in ("quote", "getquote", "collateral", "report")
+    assert ev.kind in ("quote", "getquote", "attestation", "event-log", "app-compose", "certificate", "collateral",
+                       "report", "recording")
     assert ev.data == data
     if ev.kind in ("quote", "getquote"):
         assert ev.quote is not None

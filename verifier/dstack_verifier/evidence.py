@@ -1,7 +1,9 @@
 """Evidence files: read with a size bound, detect the kind from content (never the file name), decode.
 
-Kinds handled here: a raw quote (binary, or hex with or without 0x, whitespace tolerated), a guest-agent
-GetQuote JSON (`quote` field), DCAP collateral JSON, and a report of ours (its recorded inputs are replayed).
+Kinds: a raw quote (binary, or hex with or without 0x, whitespace tolerated), a guest-agent GetQuote JSON (`quote`,
+`event_log`, `vm_config`), an attestation JSON (`attestation`: the SCALE blob), an event log (JSON array or CCEL),
+an app-compose JSON, certificates (PEM or DER; RA-TLS), DCAP collateral JSON, and a report of ours (its recorded
+inputs are replayed).
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from .errors import InputError
+from .eventlog import Event, decode_attestation, parse_event_log
+from .jsontext import load_json
 from .model import REPORT_SCHEMA, InputFile
 from .quote.collateral import COLLATERAL_KEYS
 from .quote.structure import INTEL_QE_VENDOR_ID, TEE_SGX, TEE_TDX, Quote, parse_quote
+from .ratls import load_certificates
 
+RECORDING_SCHEMA = "dstack-inspector/network-recording/v1"
 MAX_EVIDENCE_BYTES = 32 * 1024 * 1024
 MAX_QUOTE_BYTES = 1024 * 1024
 _NOT_HEX_RE = re.compile(rb"[^0-9a-fA-F \t\r\n]")
@@ -28,10 +36,13 @@ _SPACE_RE = re.compile(rb"[ \t\r\n]+")
 @dataclass
 class Evidence:
     name: str
-    kind: str  # quote | getquote | collateral | report
+    kind: str  # quote | getquote | attestation | event-log | app-compose | certificate | collateral | report
     data: bytes
     quote: bytes | None = None
     json: Any = None
+    events: list[Event] | None = None  # the event log this evidence carries, parsed
+    vm_config: dict[str, Any] | None = None
+    certificates: list[x509.Certificate] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def input_file(self, role: str = "") -> InputFile:
@@ -121,6 +132,9 @@ def detect(data: bytes, name: str) -> Evidence:
     stripped = data.lstrip()
     if stripped.startswith((b"{", b"[")):
         return _detect_json(data, name)
+    if stripped.startswith(b"-----BEGIN") or (data[:1] == b"\x30" and not _looks_like_text(data)):
+        # PEM, or binary DER (a SEQUENCE: binary quotes start with their version, 3/4/5, so the first byte differs)
+        return Evidence(name, "certificate", data, certificates=load_certificates(data, name))
     if _looks_like_text(data):
         quote = decode_hex_text(data, name)
         check_quote(quote, name)
@@ -131,18 +145,20 @@ def detect(data: bytes, name: str) -> Evidence:
 
 def _detect_json(data: bytes, name: str) -> Evidence:
     try:
-        doc = json.loads(data)
-    except UnicodeDecodeError:
-        raise InputError("JSON is not UTF-8", source=name) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", source=name,
-                         offset=exc.pos) from None
-    except RecursionError:
-        raise InputError("JSON nests too deeply", source=name) from None
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError("JSON is not UTF-8", source=name, offset=exc.start) from None
+    doc = load_json(text, name)
+    if isinstance(doc, list):
+        return Evidence(name, "event-log", data, events=parse_event_log(doc, name, field="event_log"))
     if not isinstance(doc, dict):
         raise InputError("expected a JSON object", source=name)
     if doc.get("schema") == REPORT_SCHEMA:
         return Evidence(name, "report", data, json=doc)
+    if doc.get("schema") == RECORDING_SCHEMA:
+        if not isinstance(doc.get("exchanges"), list):
+            raise InputError("a network recording needs an `exchanges` list", source=name, field="exchanges")
+        return Evidence(name, "recording", data, json=doc)
     if all(k in doc for k in COLLATERAL_KEYS):
         return Evidence(name, "collateral", data, json=doc)
     if "quote" in doc:
@@ -152,13 +168,39 @@ def _detect_json(data: bytes, name: str) -> Evidence:
         # surrogatepass: a lone "\ud800" escape is reported as a non-hex byte instead of crashing the encoder.
         quote = decode_hex_text(value.encode("utf-8", "surrogatepass"), name, "quote")
         check_quote(quote, name, "quote")
-        return Evidence(name, "getquote", data, quote=quote, json=doc)
+        events = parse_event_log(doc["event_log"], name) if doc.get("event_log") not in (None, "") else None
+        return Evidence(name, "getquote", data, quote=quote, json=doc, events=events,
+                        vm_config=_vm_config(doc.get("vm_config"), name))
+    if "attestation" in doc:
+        value = doc["attestation"]
+        if not isinstance(value, str):
+            raise InputError("expected a hex string", source=name, field="attestation")
+        att = decode_attestation(decode_hex_text(value.encode("utf-8", "surrogatepass"), name, "attestation"), name)
+        check_quote(att.quote, name, "attestation.quote")
+        # The stripped log holds the ACPI events; the runtime events are what RTMR3 replays.
+        events = [e for e in att.event_log if e.imr != 3] + list(att.runtime_events)
+        return Evidence(name, "attestation", data, quote=att.quote, json=doc, events=events,
+                        vm_config=_vm_config(att.config, name), extra={"report_data": att.report_data.hex()})
+    if "manifest_version" in doc or "docker_compose_file" in doc:
+        return Evidence(name, "app-compose", data, json=doc)
     missing = [k for k in COLLATERAL_KEYS if k not in doc]
     if len(missing) < len(COLLATERAL_KEYS):  # collateral with keys missing: name the first one
         raise InputError(f"DCAP collateral JSON without the key {missing[0]!r}", source=name, field=missing[0])
     keys = ", ".join(json.dumps(k[:40]) for k in sorted(doc)[:8])  # quoted and escaped: the message stays one line
-    raise InputError(f"unrecognised JSON evidence (keys: {keys}); expected a GetQuote answer with `quote`, "
-                     "DCAP collateral, or a dstack-inspector report", source=name)
+    raise InputError(f"unrecognised JSON evidence (keys: {keys}); expected a GetQuote answer (`quote`), an "
+                     "attestation (`attestation`), an app-compose, an event log, DCAP collateral, or a "
+                     "dstack-inspector report", source=name)
+
+
+def _vm_config(value: Any, source: str) -> dict[str, Any] | None:
+    """vm_config travels as a JSON string (GetQuote, attestation) or an object; absent is None."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        value = load_json(value, source, "vm_config")
+    if not isinstance(value, dict):
+        raise InputError("vm_config is not a JSON object", source=source, field="vm_config")
+    return value
 
 
 def load_evidence(path: Path) -> Evidence:

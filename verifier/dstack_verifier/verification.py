@@ -1,29 +1,50 @@
-"""One verification: evidence in, Report out. Sources of collateral (file, recorded, PCCS) are resolved here;
-the checks themselves come from the phase modules. The clock, trust anchor and network client are parameters.
+"""One verification: evidence in, Report out.
+
+The evidence files of one entity (a quote or GetQuote/attestation JSON, an event log, an app-compose, RA-TLS
+certificates, collateral, a network recording) are combined here; the sources of collateral (file, recorded, PCCS)
+are resolved; then the phase modules produce the checks. The clock, trust anchor and network client are parameters.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import __version__
 from .errors import InputError
-from .evidence import Evidence, replay_inputs
-from .model import Check, CheckStatus, InputFile, Report, Verdict, decide_verdict
-from .net import NetClient, NetError
+from .eventlog import AppInfo, Event, check_replay, check_rtmr3_payloads, derived_values, extract_app_info
+from .evidence import RECORDING_SCHEMA, Evidence, replay_inputs
+from .model import Anchor, Check, CheckStatus, Entity, InputFile, Report, Verdict, decide_verdict
+from .net import Exchange, NetClient, NetError, ReplayClient
 from .quote.collateral import Collateral
 from .quote.pccs import PHALA_PCCS_URL, CollateralCache, get_collateral
 from .quote.pck import PckExtensionError, parse_pck_extension
 from .quote.policy import TcbPolicy
+from .quote.structure import Quote, parse_quote
 from .quote.verify import CollateralMemo, HardwareResult, TrustAnchor, verify_quote
+from .ratls import check_ratls_binding
+from .source import check_compose_hash, check_mr_config_id, parse_compose
 
 PHASES = ("hardware", "os", "source", "domain")
+NEEDS_OWN_EVIDENCE = {"eventlog.replay", "eventlog.rtmr3_payloads", "binding.report_data"}
+
+
+@dataclass
+class OnchainOptions:
+    """Where the app is governed: the DstackKms contract and the chain's JSON-RPC endpoint."""
+
+    kms_contract: str
+    chain: str = "base"
+    rpc_url: str | None = None
+    app_contract: str | None = None  # default: the app id of the verified RTMR3 events
 
 
 @dataclass
@@ -34,7 +55,10 @@ class VerifyOptions:
     pccs_url: str = PHALA_PCCS_URL
     policy: TcbPolicy = field(default_factory=TcbPolicy)
     phases: tuple[str, ...] = PHASES
+    # Phases named by the user: their checks must run. By default only what the evidence allows is required.
+    explicit_phases: bool = False
     reference: bool = True
+    onchain: OnchainOptions | None = None
 
 
 @dataclass
@@ -45,14 +69,56 @@ class CollateralSource:
     is_error: bool = False
 
 
-def _quote_evidence(items: list[Evidence]) -> Evidence:
+@dataclass
+class EntityEvidence:
+    """Everything given for one entity, combined from several files."""
+
+    entity: Entity
+    quote: Evidence
+    events: list[Event] | None
+    events_source: str | None
+    compose: Evidence | None
+    certificates: list[x509.Certificate]
+    vm_config: dict[str, Any] | None
+    recording: list[Exchange]
+
+
+def _one(items: list[Evidence], kind: str, what: str) -> Evidence | None:
+    found = [e for e in items if e.kind == kind]
+    if len(found) > 1:
+        raise InputError(f"several {what} among the evidence ({', '.join(e.name for e in found)}); give one")
+    return found[0] if found else None
+
+
+def assemble(items: list[Evidence], entity: Entity = "app") -> EntityEvidence:
     quotes = [e for e in items if e.quote is not None]
     if not quotes:
-        raise InputError("no quote among the evidence (give a raw quote or a GetQuote JSON)")
+        raise InputError("no quote among the evidence (give a raw quote, a GetQuote or an attestation JSON)")
     if len(quotes) > 1:
         names = ", ".join(e.name for e in quotes)
         raise InputError(f"several quotes among the evidence ({names}); give one quote per verification")
-    return quotes[0]
+    quote = quotes[0]
+    log = _one(items, "event-log", "event logs")
+    if log is not None and quote.events is not None:
+        raise InputError(f"two event logs: {quote.name} carries one and {log.name} is another; give one")
+    events, events_source = (log.events, log.name) if log is not None else (quote.events, quote.name)
+    if events is None:
+        events_source = None
+    recording: list[Exchange] = []
+    for e in items:
+        if e.kind == "recording":
+            recording.extend(Exchange.model_validate(x) for x in e.json["exchanges"])
+    certificates = [c for e in items if e.kind == "certificate" for c in e.certificates]
+    return EntityEvidence(
+        entity=entity,
+        quote=quote,
+        events=events,
+        events_source=events_source,
+        compose=_one(items, "app-compose", "app-compose files"),
+        certificates=certificates,
+        vm_config=quote.vm_config,
+        recording=recording,
+    )
 
 
 def expand(items: list[Evidence]) -> list[Evidence]:
@@ -74,21 +140,20 @@ def resolve_collateral(
     client: NetClient | None,
     cache: CollateralCache | None,
 ) -> CollateralSource:
-    given = [e for e in items if e.kind == "collateral"]
-    if len(given) > 1:
-        raise InputError("several collateral files among the evidence; give one")
-    if given:
-        col = Collateral.from_dict(given[0].json, given[0].name)
-        return CollateralSource(col, given[0].input_file(role="collateral"))
+    given = _one(items, "collateral", "collateral files")
+    if given is not None:
+        col = Collateral.from_dict(given.json, given.name)
+        return CollateralSource(col, given.input_file(role="collateral"))
     if options.offline or client is None:
         return CollateralSource(None, None, "offline and no collateral given (use --collateral FILE)")
+    assert quote.quote is not None
     try:
-        certs = x509.load_pem_x509_certificates((_pck_pem(quote) or b"").rstrip(b"\x00"))
-        pck = parse_pck_extension(certs[0])
-    except (ValueError, IndexError, PckExtensionError, x509.InvalidVersion) as exc:
+        pem = parse_quote(quote.quote).pck_chain_pem() or b""
+        pck = parse_pck_extension(x509.load_pem_x509_certificates(pem.rstrip(b"\x00"))[0])
+    except (ValueError, IndexError, PckExtensionError, x509.InvalidVersion, InputError) as exc:
         return CollateralSource(None, None, f"cannot tell which collateral to fetch: the quote's PCK "
                                 f"certificate does not parse ({exc})", is_error=True)
-    tee = "tdx" if quote.quote and quote.quote[4:8] == b"\x81\x00\x00\x00" else "sgx"
+    tee = "tdx" if quote.quote[4:8] == b"\x81\x00\x00\x00" else "sgx"
     try:
         data = get_collateral(client, options.pccs_url, tee=tee, fmspc=pck.fmspc.hex().upper(), ca=pck.ca_type,
                               now=options.now, cache=cache)
@@ -102,11 +167,93 @@ def resolve_collateral(
     return CollateralSource(col, _collateral_input(text, f"collateral fetched from {options.pccs_url}"))
 
 
-def _pck_pem(quote: Evidence) -> bytes | None:
-    from .quote.structure import parse_quote
+def _skip(check_id: str, entity: Entity, phase: str, reason: str) -> Check:
+    return Check(id=check_id, entity=entity, phase=phase, status=CheckStatus.SKIP,  # type: ignore[arg-type]
+                 anchor=Anchor.NONE, summary=f"skipped: {reason}", details={"reason": reason})
 
-    assert quote.quote is not None
-    return parse_quote(quote.quote).pck_chain_pem()
+
+@dataclass
+class _SourceState:
+    app_info: AppInfo | None = None
+    derived: dict[str, Any] = field(default_factory=dict)
+    # Checks whose input was not given: not required unless the user named their phase.
+    absent: set[str] = field(default_factory=set)
+
+
+def _eventlog_checks(ev: EntityEvidence, quote: Quote, state: _SourceState) -> list[Check]:
+    if ev.events is None:
+        state.absent.update({"eventlog.replay", "eventlog.rtmr3_payloads"})
+        reason = "no event log given (a GetQuote or attestation JSON, or an event log file, carries one)"
+        return [_skip("eventlog.replay", ev.entity, "hardware", reason),
+                _skip("eventlog.rtmr3_payloads", ev.entity, "hardware", reason)]
+    replay = check_replay(ev.events, quote, ev.entity)
+    payloads = check_rtmr3_payloads(ev.events, quote, ev.entity)
+    if payloads.status is CheckStatus.PASS:
+        # App info comes from the RTMR3 events only once they are bound to the quote.
+        state.app_info = extract_app_info(ev.events)
+    return [replay, payloads]
+
+
+def _source_checks(ev: EntityEvidence, quote: Quote, hw: HardwareResult, state: _SourceState,
+                   options: VerifyOptions, client: NetClient | None) -> list[Check]:
+    info = state.app_info
+    if info is not None and quote.is_tdx:
+        state.derived = derived_values(quote, info, hw.pck.ppid if hw.pck else None)
+    if ev.compose is None:
+        state.absent.add("source.compose_hash")
+        compose_reason = "no app-compose given"
+    else:
+        compose_reason = ""
+    compose = check_compose_hash(ev.compose.data if ev.compose else None, info, ev.entity, compose_reason)
+    if compose.status is CheckStatus.SKIP and info is None:
+        state.absent.add("source.compose_hash")
+    if info is None:
+        state.absent.add("source.mr_config_id")
+    checks = [compose, check_mr_config_id(quote, info, ev.entity), _onchain(ev, info, state, options, client)]
+    return checks
+
+
+def _onchain(ev: EntityEvidence, info: AppInfo | None, state: _SourceState, options: VerifyOptions,
+             client: NetClient | None) -> Check:
+    from .onchain import OnchainReader, check_onchain_registry
+
+    cfg = options.onchain
+    if cfg is None:
+        state.absent.add("source.onchain_registry")
+        return _skip("source.onchain_registry", ev.entity, "source",
+                     "no on-chain governance given (use --kms-contract, with --chain and --rpc-url)")
+    net: NetClient | None = ReplayClient(ev.recording) if ev.recording else client
+    if net is None:
+        net = NetClient(offline=True)
+    reader = OnchainReader(net, cfg.chain, rpc_url=cfg.rpc_url)
+    app_contract = cfg.app_contract or (("0x" + info.app_id.hex()) if info and info.app_id else None)
+    os_image = info.os_image_hash if info and info.os_image_hash else None
+    return check_onchain_registry(
+        reader,
+        ev.entity,
+        app_contract=app_contract,
+        kms_contract=cfg.kms_contract,
+        compose_hash=("0x" + info.compose_hash.hex()) if info and info.compose_hash else None,
+        os_image_hash=("0x" + os_image.hex()) if os_image else None,
+        device_id=("0x" + state.derived["device_id"]) if state.derived.get("device_id") else None,
+        mr_aggregated=("0x" + state.derived["mr_aggregated"]) if state.derived.get("mr_aggregated") else None,
+        instance_id=("0x" + info.instance_id.hex()) if info and info.instance_id else None,
+    )
+
+
+def _binding_check(ev: EntityEvidence, quote: Quote, state: _SourceState, now: int) -> Check:
+    if not ev.certificates:
+        state.absent.add("binding.report_data")
+        return _skip("binding.report_data", ev.entity, "hardware",
+                     "no key material given (an RA-TLS certificate binds the app's key to report_data)")
+    info = state.app_info
+    kms_ca = None
+    if info is not None and info.key_provider is not None and info.key_provider.name == "kms" and info.key_provider.id:
+        try:
+            kms_ca = bytes.fromhex(info.key_provider.id)
+        except ValueError:
+            kms_ca = None
+    return check_ratls_binding(ev.certificates, quote, kms_ca, ev.entity, datetime.fromtimestamp(now, UTC))
 
 
 def _hardware_entity(result: HardwareResult) -> dict[str, Any]:
@@ -127,11 +274,17 @@ def _hardware_entity(result: HardwareResult) -> dict[str, Any]:
 def _mark_phase_off(checks: list[Check], selected: tuple[str, ...]) -> list[Check]:
     out = []
     for c in checks:
-        if c.phase not in selected:
+        if c.phase not in selected and not c.id.startswith("eventlog."):  # event logs underlie every phase
             c = c.model_copy(update={"status": CheckStatus.SKIP, "summary": f"skipped: phase {c.phase} not selected",
                                      "details": {}})
         out.append(c)
     return out
+
+
+def _recording_input(exchanges: list[Exchange]) -> InputFile:
+    body = json.dumps({"schema": RECORDING_SCHEMA, "exchanges": [x.model_dump(mode="json") for x in exchanges]},
+                      indent=1).encode()
+    return Evidence("network-recording.json", "recording", body).input_file(role="recording")
 
 
 def verify_evidence(
@@ -146,32 +299,53 @@ def verify_evidence(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     items = expand(items)
-    quote = _quote_evidence(items)
-    inputs = [quote.input_file(role="quote")]
-    source = resolve_collateral(items, quote, options, client, cache)
+    ev = assemble(items)
+    inputs = [e.input_file(role=e.kind) for e in items if e.kind not in ("collateral", "recording")]
+    source = resolve_collateral(items, ev.quote, options, client, cache)
     if source.input is not None:
         inputs.append(source.input)
     timings["collateral"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    assert quote.quote is not None
+    assert ev.quote.quote is not None
     hw = verify_quote(
-        quote.quote,
+        ev.quote.quote,
         collateral=source.collateral,
         anchor=options.anchor,
         now=options.now,
         policy=options.policy,
-        entity="app",
+        entity=ev.entity,
         collateral_missing_reason=source.problem or "",
         collateral_is_error=source.is_error,
         memo=memo,
         reference=options.reference,
     )
     timings["hardware"] = time.perf_counter() - t1
-    checks = _mark_phase_off(hw.checks, options.phases)
-    required = {c.id for c in checks if c.phase in options.phases}
+    checks = list(hw.checks)
+    state = _SourceState()
+    entity_out = _hardware_entity(hw)
+    if hw.quote is not None:
+        t2 = time.perf_counter()
+        checks += _eventlog_checks(ev, hw.quote, state)
+        checks.append(_binding_check(ev, hw.quote, state, options.now))
+        timings["eventlog"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        recorder_before = len(client.recorder) if client is not None else 0
+        checks += _source_checks(ev, hw.quote, hw, state, options, client)
+        timings["source"] = time.perf_counter() - t3
+        fresh = list(client.recorder[recorder_before:]) if client is not None else []
+        recorded = ev.recording or [x for x in fresh if x.method == "POST"]
+        if recorded:
+            inputs.append(_recording_input(recorded))
+        entity_out.update(_source_entity(ev, state))
+    checks = _mark_phase_off(checks, options.phases)
+    required = {c.id for c in checks if c.phase in options.phases or c.id.startswith("eventlog.")}
+    # Without an event log or key material, the checks on them cannot apply whatever the phases; other absent
+    # inputs (a compose, on-chain governance) leave a phase the user named unverified, hence incomplete.
+    required -= state.absent & NEEDS_OWN_EVIDENCE if options.explicit_phases else state.absent
     verdict = decide_verdict(checks, required)
-    if not required and verdict is Verdict.PASS:  # the chosen phases ran no check at all: nothing was verified
-        verdict = Verdict.INCOMPLETE
+    if verdict is Verdict.PASS and not any(c.phase in options.phases and c.status is not CheckStatus.SKIP
+                                           for c in checks):
+        verdict = Verdict.INCOMPLETE  # nothing of the chosen phases ran: nothing was verified
     return Report(
         verdict=verdict,
         verified_at=options.now,
@@ -181,9 +355,29 @@ def verify_evidence(
                                  "subject": options.anchor.cert.subject.rfc4514_string()}},
         inputs=inputs,
         checks=checks,
-        entities={"app": _hardware_entity(hw)},
+        entities={ev.entity: entity_out},
         timings=timings,
     )
+
+
+def _source_entity(ev: EntityEvidence, state: _SourceState) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if ev.events is not None:
+        out["event_log"] = {"source": ev.events_source, "events": [e.to_json() for e in ev.events]}
+    if state.app_info is not None:
+        out["app_info"] = state.app_info.summary()
+    if state.derived:
+        out["derived"] = state.derived
+    if ev.compose is not None:
+        try:
+            out["app_compose"] = parse_compose(ev.compose.data, ev.compose.name).summary()
+        except InputError as exc:
+            out["app_compose"] = {"error": exc.describe()}
+    if ev.vm_config is not None:
+        out["vm_config"] = ev.vm_config
+    if ev.certificates:
+        out["certificates"] = [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in ev.certificates]
+    return out
 
 
 def load_anchor(path: Path | None) -> TrustAnchor:

@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import InputError
+from ..jsontext import load_json
 
 TcbStatusName = Literal[
     "UpToDate",
@@ -179,11 +180,12 @@ class Collateral(BaseModel):
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "collateral") -> Collateral:
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"not valid JSON: {exc}", source=source) from None
-        return cls.from_dict(data, source)
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError("JSON is not UTF-8", source=source, offset=exc.start) from None
+        return cls.from_dict(load_json(text, source), source)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
