@@ -1,0 +1,66 @@
+"""What a measurement produces: the expected registers and every expected event digest, with what each measures.
+
+Every module of `measure/` speaks these types, so the checks can compare with the quote and, event by event, with
+the quote's event log, and say which event differs and what it measures.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Register = Literal["rtmr0", "rtmr1", "rtmr2"]
+# Where an expected digest comes from: recomputed from image bytes, taken from the event log (ACPI in TDX-lite and
+# without dstack-acpi-tables), the VM config, a fixed constant of the firmware, or the TDX-lite measurement document.
+DigestSource = Literal["image", "event-log-only", "vm-config", "constant", "measurement-document", "acpi-tool"]
+
+
+class ExpectedEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    register: Register
+    index: int  # position within its register
+    digest: bytes  # 48 bytes (SHA-384)
+    what: str  # a person's words: "TD HOB", "EFI variable SecureBoot", "the kernel image", "ACPI tables"...
+    source: DigestSource
+    event_type: int | None = None  # the TCG event type the firmware logs it with, when known
+
+
+class Measurement(BaseModel):
+    """Expected MRTD and RTMR0-2 with every event; `inputs` names what they were computed from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mrtd: bytes
+    rtmr0: bytes
+    rtmr1: bytes
+    rtmr2: bytes
+    events: list[ExpectedEvent] = Field(default_factory=list)
+    mrtd_variant: Literal["single_pass", "two_pass"]
+    acpi_source: Literal["event-log-only", "acpi-tool", "image"]
+    path: Literal["full-image", "tdx-lite"]
+    inputs: dict[str, Any] = Field(default_factory=dict)  # os_image_hash, memory_size, cpu_count, qemu_version...
+
+    def register_events(self, register: Register) -> list[ExpectedEvent]:
+        return [e for e in self.events if e.register == register]
+
+    def value(self, register: str) -> bytes:
+        return {"mrtd": self.mrtd, "rtmr0": self.rtmr0, "rtmr1": self.rtmr1, "rtmr2": self.rtmr2}[register]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mrtd": self.mrtd.hex(),
+            "rtmr0": self.rtmr0.hex(),
+            "rtmr1": self.rtmr1.hex(),
+            "rtmr2": self.rtmr2.hex(),
+            "mrtd_variant": self.mrtd_variant,
+            "acpi_source": self.acpi_source,
+            "path": self.path,
+            "inputs": self.inputs,
+            "events": [
+                {"register": e.register, "index": e.index, "digest": e.digest.hex(), "what": e.what,
+                 "source": e.source, "event_type": e.event_type}
+                for e in self.events
+            ],
+        }
