@@ -1,9 +1,22 @@
-"""Write the demo evidence pack (resources/demo/): a synthetic dstack app quote, its collateral, its root CA.
+"""Write the demo evidence pack (resources/demo/): one synthetic dstack app, complete, whose every check passes.
 
     .venv/bin/python packaging/make_demo.py [OUT_DIR]      (default: resources/demo beside this folder)
 
-Deterministic: the same seed and instant give byte-identical files (RFC 6979 signatures, seed-derived keys).
-The root CA is self-made ("Demo SGX Root CA — not Intel"); the pack verifies only against it.
+The app "demo-app" as a dstack guest would present it:
+  * getquote.json    the guest agent's GetQuote answer: a TDX quote v4, the event log (firmware events of RTMR0-2,
+                     then the dstack runtime events of RTMR3), report_data and vm_config;
+  * app-compose.json the exact app-compose bytes whose sha256 is the compose-hash event and sits in mr_config_id;
+  * app-cert.pem     the app's RA-TLS chain: leaf → "Dstack App CA" → self-signed "Dstack KMS CA", the leaf carrying
+                     the quote, the event log, the app id and its usage; the quote's report_data binds the leaf key;
+  * collateral.json  the DCAP collateral, and demo_root_ca.der, the self-made root that anchors quote and collateral.
+
+Order of construction (the quote and the leaf refer to each other): the KMS CA and App CA first (the KMS CA key is
+named by the key-provider event), then the event log and its replay into RTMR0-3, then the leaf key and from it
+report_data, then the quote, and last the leaf, issued with that quote inside.
+
+Deterministic: every key is derived from the seed, signatures are RFC 6979, dates come from the fixed instant, so two
+runs give byte-identical files. Nothing here is Intel's or a real KMS's: the pack verifies only against its own root
+("Demo SGX Root CA — not Intel") and proves nothing about any real machine.
 """
 
 from __future__ import annotations
@@ -12,59 +25,266 @@ import argparse
 import hashlib
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from dstack_verifier.demo import DEMO_FILES, DEMO_LABEL, DEMO_SCHEMA
-from dstack_verifier.synth import PkiOptions, make_evidence
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from dstack_verifier.demo import DEMO_ANCHOR, DEMO_EVIDENCE, DEMO_FILES, DEMO_LABEL, DEMO_SCHEMA
+from dstack_verifier.synth import PkiOptions, derive_private_key, make_evidence
+from dstack_verifier.synth.der import octet_string
 
 SEED = "dstack-inspector-demo"
 INSTANT = "2026-06-01T00:00:00Z"
 ROOT_CN = "Demo SGX Root CA — not Intel"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "resources" / "demo"
 
-# The app-compose of the demo app: its sha256 is the compose hash, which dstack puts in mr_config_id and RTMR3.
-DEMO_COMPOSE = json.dumps(
+DAY = 86_400
+YEAR = 365 * DAY
+# The guest booted six hours before the instant the demo is verified at; its app was deployed a month earlier.
+BOOT_BEFORE = 6 * 3600
+APP_DEPLOYED_BEFORE = 30 * DAY
+KMS_CREATED_BEFORE = 400 * DAY
+
+RUNTIME_EVENT_TYPE = 0x08000001
+EV_SEPARATOR = 0x00000004
+EV_IPL = 0x00000006
+EV_PLATFORM_CONFIG_FLAGS = 0x0000000A
+EV_EFI_VARIABLE_DRIVER_CONFIG = 0x80000001
+EV_EFI_VARIABLE_BOOT = 0x80000002
+EV_EFI_BOOT_SERVICES_APPLICATION = 0x80000003
+EV_EFI_ACTION = 0x80000007
+EV_EFI_PLATFORM_FIRMWARE_BLOB2 = 0x8000000A
+EV_EFI_HANDOFF_TABLES2 = 0x8000000B
+ACPI_DATA = b"ACPI DATA"
+
+# dstack RA-TLS certificate extensions (ra-tls crate): each value a DER OCTET STRING wrapping the raw bytes.
+OID_RATLS_QUOTE = "1.3.6.1.4.1.62397.1.1"
+OID_RATLS_EVENT_LOG = "1.3.6.1.4.1.62397.1.2"
+OID_RATLS_APP_ID = "1.3.6.1.4.1.62397.1.3"
+OID_RATLS_USAGE = "1.3.6.1.4.1.62397.1.4"
+RATLS_ORG = "dstack-inspector demo (synthetic, not a real KMS)"
+APP_DOMAIN = "demo-app.dstack.example"
+
+# The firmware part of the log, in the order OVMF/TDVF and the kernel measure it (the shape of a real legacy dstack
+# boot, as in the lite GetQuote fixture): (RTMR index, event type, event name, what the digest stands for).
+# EV_EFI_ACTION and EV_SEPARATOR digests are those of their well-known data; the others are seed-derived stand-ins.
+FIRMWARE_EVENTS: tuple[tuple[int, int, str, str | bytes], ...] = (
+    (0, EV_EFI_HANDOFF_TABLES2, "", "td-hob"),
+    (0, EV_EFI_PLATFORM_FIRMWARE_BLOB2, "", "tdvf-cfv"),
+    (0, EV_EFI_VARIABLE_DRIVER_CONFIG, "", "SecureBoot"),
+    (0, EV_EFI_VARIABLE_DRIVER_CONFIG, "", "PK"),
+    (0, EV_EFI_VARIABLE_DRIVER_CONFIG, "", "KEK"),
+    (0, EV_EFI_VARIABLE_DRIVER_CONFIG, "", "db"),
+    (0, EV_EFI_VARIABLE_DRIVER_CONFIG, "", "dbx"),
+    (0, EV_SEPARATOR, "", bytes(4)),
+    (0, EV_PLATFORM_CONFIG_FLAGS, "acpi-loader", "etc/table-loader"),
+    (0, EV_PLATFORM_CONFIG_FLAGS, "acpi-rsdp", "etc/acpi/rsdp"),
+    (0, EV_PLATFORM_CONFIG_FLAGS, "acpi-tables", "etc/acpi/tables"),
+    (1, EV_EFI_BOOT_SERVICES_APPLICATION, "", "kernel-authenticode"),
+    (0, EV_EFI_VARIABLE_BOOT, "", "BootOrder"),
+    (0, EV_EFI_VARIABLE_BOOT, "", "Boot0000"),
+    (1, EV_EFI_ACTION, "", b"Calling EFI Application from Boot Option"),
+    (1, EV_SEPARATOR, "", bytes(4)),
+    (2, EV_IPL, "", "kernel-cmdline"),
+    (2, EV_IPL, "", "initrd"),
+    (1, EV_EFI_ACTION, "", b"Exit Boot Services Invocation"),
+    (1, EV_EFI_ACTION, "", b"Exit Boot Services Returned with Success"),
+)
+
+DOCKER_COMPOSE = (
+    "services:\n"
+    "  web:\n"
+    f"    image: nginx@sha256:{hashlib.sha256(f'{SEED}/nginx-image'.encode()).hexdigest()}\n"
+    "    ports:\n"
+    '      - "80:80"\n'
+    "    environment:\n"
+    "      - WELCOME_MESSAGE=${WELCOME_MESSAGE}\n"
+    "    volumes:\n"
+    "      - /var/run/dstack.sock:/var/run/dstack.sock\n"
+    "    restart: always\n"
+)
+
+# The app-compose of the demo app, as the deployer wrote it: its exact bytes are hashed into the compose hash.
+DEMO_COMPOSE: bytes = json.dumps(
     {
         "manifest_version": 2,
         "name": "demo-app",
         "runner": "docker-compose",
-        "docker_compose_file": "services:\n  web:\n    image: nginx@sha256:" + "0" * 64 + "\n",
+        "docker_compose_file": DOCKER_COMPOSE,
         "kms_enabled": True,
         "gateway_enabled": True,
+        "local_key_provider_enabled": False,
+        "key_provider_id": "",
         "public_logs": True,
         "public_sysinfo": True,
+        "public_tcbinfo": True,
+        "allowed_envs": ["WELCOME_MESSAGE"],
+        "no_instance_id": False,
+        "secure_time": False,
     },
-    separators=(",", ":"),
-)
+    indent=2,
+).encode()
 
 
-def _measure(label: str) -> bytes:
-    """A 48-byte SHA-384 value standing for a measurement, derived from the seed (looks like a real MR)."""
-    return hashlib.sha384(f"{SEED}/{label}".encode()).digest()
+def _sha384(data: bytes) -> bytes:
+    return hashlib.sha384(data).digest()
 
 
-def _rtmr3(compose_hash: bytes) -> bytes:
-    """RTMR3 as a replay of dstack-like runtime events (extend: mr = sha384(mr || digest))."""
-    mr = bytes(48)
-    events = [
+def _derived(label: str, length: int) -> bytes:
+    """Seed-derived bytes standing for an identifier or a measurement (up to 48)."""
+    return _sha384(f"{SEED}/{label}".encode())[:length]
+
+
+def _utc(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _serial(label: str) -> int:
+    # 159 bits: positive and within RFC 5280's 20 octets, like dstack's random serials.
+    return int.from_bytes(hashlib.sha256(f"{SEED}/serial/{label}".encode()).digest()[:20], "big") >> 1 or 1
+
+
+def _spki(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+# --------------------------------------------------------------------------------------------------- event log
+
+
+def _event(imr: int, event_type: int, name: str, digest: bytes, payload: bytes) -> dict[str, Any]:
+    # Key order and hex forms of the dstack JSON log (lowercase, no 0x).
+    return {"imr": imr, "event_type": event_type, "digest": digest.hex(), "event": name,
+            "event_payload": payload.hex()}
+
+
+def runtime_digest(name: str, payload: bytes) -> bytes:
+    """V1 runtime event digest: SHA-384(u32le(0x08000001) ‖ ":" ‖ name ‖ ":" ‖ payload)."""
+    return _sha384(RUNTIME_EVENT_TYPE.to_bytes(4, "little") + b":" + name.encode() + b":" + payload)
+
+
+def firmware_events() -> list[dict[str, Any]]:
+    """RTMR0-2 events as GetQuote serves them: digests kept, payloads emptied except the ACPI DATA marker."""
+    out = []
+    for imr, event_type, name, measured in FIRMWARE_EVENTS:
+        data = measured if isinstance(measured, bytes) else f"{SEED}/rtmr{imr}/{measured}".encode()
+        payload = ACPI_DATA if event_type == EV_PLATFORM_CONFIG_FLAGS else b""
+        out.append(_event(imr, event_type, name, _sha384(data), payload))
+    return out
+
+
+def runtime_events(app: dict[str, bytes]) -> list[tuple[str, bytes]]:
+    """The dstack runtime events of RTMR3, in the order dstack-util emits them for a KMS-backed app."""
+    return [
         ("system-preparing", b""),
-        ("app-id", hashlib.sha256(f"{SEED}/app-id".encode()).digest()[:20]),
-        ("compose-hash", compose_hash),
-        ("instance-id", hashlib.sha256(f"{SEED}/instance-id".encode()).digest()[:20]),
+        ("app-id", app["app_id"]),
+        ("compose-hash", app["compose_hash"]),
+        ("instance-id", app["instance_id"]),
         ("boot-mr-done", b""),
+        ("os-image-hash", app["os_image_hash"]),
+        ("key-provider", app["key_provider"]),
+        ("storage-fs", b"zfs"),
+        ("system-ready", b""),
     ]
-    for name, payload in events:
-        digest = hashlib.sha384(name.encode() + b":" + payload).digest()
-        mr = hashlib.sha384(mr + digest).digest()
-    return mr
 
 
-def build(out: Path) -> dict[str, str]:
-    """Write the pack into `out`; returns each file's sha256."""
-    now = int(datetime.fromisoformat(INSTANT.replace("Z", "+00:00")).timestamp())
-    compose_hash = hashlib.sha256(DEMO_COMPOSE.encode()).digest()
-    ra_tls_key = hashlib.sha256(f"{SEED}/ra-tls-public-key".encode()).digest()
+def replay(firmware: list[dict[str, Any]], runtime: list[tuple[str, bytes]]) -> list[bytes]:
+    """RTMR0-3: each from 48 zero bytes, mr = SHA-384(mr ‖ digest) per event in log order."""
+    registers = [bytes(48)] * 4
+    for e in firmware:
+        registers[e["imr"]] = _sha384(registers[e["imr"]] + bytes.fromhex(e["digest"]))
+    for name, payload in runtime:
+        registers[3] = _sha384(registers[3] + runtime_digest(name, payload))
+    return registers
+
+
+# --------------------------------------------------------------------------------------------------- RA-TLS chain
+
+
+def _ratls_ext(oid: str, value: bytes) -> x509.UnrecognizedExtension:
+    return x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), octet_string(value))
+
+
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                         data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                         encipher_only=False, decipher_only=False)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, RATLS_ORG),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _issue(
+    label: str,
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    not_before: int,
+    not_after: int,
+    extensions: list[tuple[x509.ExtensionType, bool]],
+) -> x509.Certificate:
+    issuer_name, signer = issuer if issuer is not None else (subject, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(_serial(label))
+        .not_valid_before(_utc(not_before))
+        .not_valid_after(_utc(not_after))
+    )
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical=critical)
+    return builder.sign(signer, hashes.SHA256(), ecdsa_deterministic=True)
+
+
+def ca_extensions(key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey,
+                  path_length: int) -> list[tuple[x509.ExtensionType, bool]]:
+    return [
+        (_key_usage(ca=True), True),
+        (x509.BasicConstraints(ca=True, path_length=path_length), True),
+        (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+        (x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------- the pack
+
+
+def build_files(now: int) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Every file of the pack but demo.json, and the values demo.json records about the app."""
+    boot = now - BOOT_BEFORE
+    kms_key = derive_private_key(SEED, "dstack-kms-ca")
+    app_ca_key = derive_private_key(SEED, "dstack-app-ca")
+    leaf_key = derive_private_key(SEED, "dstack-app-ratls-leaf")
+    kms_spki = _spki(kms_key)
+
+    # The app: its on-chain id (a DstackApp contract address), this instance, its image and KMS.
+    app_id = _derived("app-contract", 20)
+    compose_hash = hashlib.sha256(DEMO_COMPOSE).digest()
+    instance_id = hashlib.sha256(_derived("instance-id-seed", 32) + app_id).digest()[:20]
+    os_image_hash = hashlib.sha256(f"{SEED}/os-image/sha256sum.txt".encode()).digest()
+    key_provider = json.dumps({"name": "kms", "id": kms_spki.hex()}, separators=(",", ":")).encode()
+    app = {"app_id": app_id, "compose_hash": compose_hash, "instance_id": instance_id,
+           "os_image_hash": os_image_hash, "key_provider": key_provider}
+
+    firmware = firmware_events()
+    runtime = runtime_events(app)
+    rtmr = replay(firmware, runtime)
+    # GetQuote blanks the digests of runtime events: a verifier recomputes them from (type, name, payload).
+    log = firmware + [_event(3, RUNTIME_EVENT_TYPE, name, b"", payload) for name, payload in runtime]
+    event_log = json.dumps(log, separators=(",", ":"))
+    # RA-TLS certificates carry the stripped log: the ACPI DATA events and the runtime events (spec §7.3).
+    stripped = [e for e in log if e["imr"] == 3 or e["event_type"] == EV_PLATFORM_CONFIG_FLAGS]
+    cert_event_log = json.dumps(stripped, separators=(",", ":"))
+
+    # report_data binds the leaf key the guest generated for its RA-TLS certificate.
+    report_data = hashlib.sha512(b"ratls-cert:" + _spki(leaf_key)).digest()
     evidence = make_evidence(
         SEED,
         now=now,
@@ -72,22 +292,82 @@ def build(out: Path) -> dict[str, str]:
         version=4,
         pki_options=PkiOptions(name_prefix="Demo SGX", root_cn=ROOT_CN),
         report={
-            "mr_seam": _measure("mr-seam"),
-            "mr_td": _measure("mr-td"),
+            "mr_seam": _derived("mr-seam", 48),
+            "mr_td": _derived("mr-td", 48),
             "mr_config_id": b"\x01" + compose_hash + bytes(15),
-            "rt_mr0": _measure("rtmr0"),
-            "rt_mr1": _measure("rtmr1"),
-            "rt_mr2": _measure("rtmr2"),
-            "rt_mr3": _rtmr3(compose_hash),
-            "report_data": hashlib.sha512(b"app-data:" + ra_tls_key).digest(),
+            "rt_mr0": rtmr[0],
+            "rt_mr1": rtmr[1],
+            "rt_mr2": rtmr[2],
+            "rt_mr3": rtmr[3],
+            "report_data": report_data,
         },
     )
+
+    kms_name, app_ca_name = _name("Dstack KMS CA"), _name("Dstack App CA")
+    kms_ca = _issue("kms-ca", kms_name, kms_key, None, now - KMS_CREATED_BEFORE, now - KMS_CREATED_BEFORE + 20 * YEAR,
+                    ca_extensions(kms_key, kms_key, 1))
+    app_ca = _issue("app-ca", app_ca_name, app_ca_key, (kms_name, kms_key), now - APP_DEPLOYED_BEFORE,
+                    now - APP_DEPLOYED_BEFORE + 10 * YEAR,
+                    [*ca_extensions(app_ca_key, kms_key, 0),
+                     (_ratls_ext(OID_RATLS_APP_ID, app_id), False),
+                     (_ratls_ext(OID_RATLS_USAGE, b"app:ca"), False)])
+    leaf = _issue("app-leaf", x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, APP_DOMAIN)]), leaf_key,
+                  (app_ca_name, app_ca_key), boot, boot + YEAR,
+                  [(_key_usage(ca=False), True),
+                   (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+                   (x509.SubjectAlternativeName([x509.DNSName(APP_DOMAIN)]), False),
+                   (x509.AuthorityKeyIdentifier.from_issuer_public_key(app_ca_key.public_key()), False),
+                   (_ratls_ext(OID_RATLS_QUOTE, evidence.quote), False),
+                   (_ratls_ext(OID_RATLS_EVENT_LOG, cert_event_log.encode()), False),
+                   (_ratls_ext(OID_RATLS_APP_ID, app_id), False),
+                   (_ratls_ext(OID_RATLS_USAGE, b"app:custom"), False)])
+    chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, app_ca, kms_ca))
+
+    vm_config = {
+        "os_image_hash": os_image_hash.hex(),
+        "cpu_count": 2,
+        "memory_size": 4 << 30,
+        "qemu_version": "8.2.2",
+        "pci_hole64_size": 0,
+        "hugepages": False,
+        "num_gpus": 0,
+        "num_nvswitches": 0,
+        "hotplug_off": False,
+        "image": "dstack-0.6.0",
+        "host_share_mode": "9p",
+        "ovmf_variant": "pre202505",
+        "spec_version": 1,
+    }
+    getquote = {
+        "quote": evidence.quote.hex(),
+        "event_log": event_log,
+        "report_data": report_data.hex(),
+        "vm_config": json.dumps(vm_config, separators=(",", ":")),
+    }
     files = {
-        "quote.hex": evidence.quote.hex().encode() + b"\n",
+        "getquote.json": (json.dumps(getquote, indent=2) + "\n").encode(),
+        "app-compose.json": DEMO_COMPOSE,
+        "app-cert.pem": chain_pem,
         "collateral.json": (json.dumps(evidence.collateral, indent=2) + "\n").encode(),
         "demo_root_ca.der": evidence.root_ca_der,
     }
-    assert set(files) == set(DEMO_FILES)
+    facts = {
+        "app_id": app_id.hex(),
+        "compose_hash": compose_hash.hex(),
+        "instance_id": instance_id.hex(),
+        "os_image_hash": os_image_hash.hex(),
+        "kms_ca_spki_sha256": hashlib.sha256(kms_spki).hexdigest(),
+        "ratls_leaf_spki_sha256": hashlib.sha256(_spki(leaf_key)).hexdigest(),
+        "quote_sha256": hashlib.sha256(evidence.quote).hexdigest(),
+    }
+    return files, facts
+
+
+def build(out: Path) -> dict[str, str]:
+    """Write the pack into `out`; returns each file's sha256."""
+    now = int(datetime.fromisoformat(INSTANT.replace("Z", "+00:00")).timestamp())
+    files, facts = build_files(now)
+    assert tuple(files) == DEMO_FILES, (tuple(files), DEMO_FILES)
     digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     manifest = {
         "schema": DEMO_SCHEMA,
@@ -95,12 +375,16 @@ def build(out: Path) -> dict[str, str]:
         "now": now,
         "verified_at": INSTANT,
         "description": (
-            "Synthetic dstack app evidence (TDX quote v4 and DCAP collateral) made by packaging/make_demo.py "
-            f"from seed {SEED!r}. It verifies only against its own root CA ({ROOT_CN}), at {INSTANT}: it shows "
-            "what the inspector does and proves nothing about any real machine."
+            "Synthetic dstack app 'demo-app' made by packaging/make_demo.py from seed "
+            f"{SEED!r}: a GetQuote answer (TDX quote v4, event log, vm_config), its app-compose, its RA-TLS "
+            "certificate chain (leaf → Dstack App CA → Dstack KMS CA, a demo KMS key) and DCAP collateral. It "
+            f"verifies only against its own root CA ({ROOT_CN}), at {INSTANT}: it shows what the inspector does "
+            "and proves nothing about any real machine, KMS or app."
         ),
         "seed": SEED,
-        "compose_hash": compose_hash.hex(),
+        "app": facts,
+        "evidence": list(DEMO_EVIDENCE),
+        "anchor": DEMO_ANCHOR,
         "files": digests,
     }
     files["demo.json"] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode()

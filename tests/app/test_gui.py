@@ -39,7 +39,9 @@ def test_opens_on_the_demo_and_passes(window, qtbot):
     assert report.verdict is Verdict.PASS
     assert window.state == "done" and not window.is_busy()
     assert window.banner.verdict_label.text() == "PASS"
-    assert f"All {len(report.checks)} checks passed" == window.banner.headline.text()
+    skipped = [c for c in report.checks if c.status is CheckStatus.SKIP]
+    assert [c.id for c in skipped] == ["source.onchain_registry"]
+    assert window.banner.headline.text() == f"All {len(report.checks) - 1} checks that apply passed; 1 not applicable"
     # The demo never shows without saying its root is not Intel's.
     assert window.banner.badge.isVisible() and window.banner.badge.text() == DEMO_LABEL
     assert DEMO_LABEL in window.windowTitle()
@@ -47,8 +49,12 @@ def test_opens_on_the_demo_and_passes(window, qtbot):
     assert DEMO_LABEL in window.about_text()
     assert load_demo().anchor.sha256 in window.about_text()
     assert window.findings_badge.findings == 0
-    assert window.inputs_table.rowCount() == 2
+    # One app: its GetQuote answer, app-compose and RA-TLS chain, then the collateral.
+    roles = [window.inputs_table.item(row, 0).text() for row in range(window.inputs_table.rowCount())]
+    assert roles == ["getquote", "app-compose", "certificate", "collateral"]
     assert window.checks_pane.current_check_id() == report.checks[0].id
+    # The quote of the GetQuote answer is the one shown field by field.
+    assert window.quote_pane.hex.data() == next(e.quote for e in load_demo().items if e.kind == "getquote")
 
 
 def test_selecting_a_check_shows_its_details(window, qtbot):
@@ -88,7 +94,26 @@ def test_selecting_a_group_summarises_it(window, qtbot):
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(group).center())
     assert window.details_pane.current_check is None
     assert window.details_pane.title.text() == "App"
-    assert window.details_pane.summary.text() == f"{len(report.checks)} checks: {len(report.checks)} pass."
+    # Every check of the demo app passes but the on-chain one, which has no chain to ask.
+    assert len(report.checks) == 16
+    assert window.details_pane.summary.text() == "16 checks: 15 pass, 1 skip."
+    skipped = [c.id for c in report.checks if c.status is CheckStatus.SKIP]
+    assert skipped == ["source.onchain_registry"]
+    # The App group holds a Hardware group (the quote, its event log, the RA-TLS binding) and a Source one.
+    model = view.model()
+    phases = {model.index(i, 0, group).data(): model.rowCount(model.index(i, 0, group))
+              for i in range(model.rowCount(group))}
+    assert phases == {"Hardware": 13, "Source code": 3}
+
+
+def test_selecting_a_source_check_shows_the_compose_hash(window, qtbot):
+    window.load_demo()
+    report = wait_for_verdict(qtbot, window, "pass")
+    assert window.checks_pane.select_check("source.compose_hash")
+    check = next(c for c in report.checks if c.id == "source.compose_hash")
+    details = window.details_pane
+    assert details.current_check == check and details.status_pill.text() == "PASS"
+    assert check.details["match"] and check.details["compose"]["name"] == "demo-app"
 
 
 def test_mrtd_field_highlights_its_bytes(window, qtbot):
@@ -138,7 +163,8 @@ def test_bad_file_shows_a_clear_error_and_keeps_the_results(window, qtbot, tmp_p
     assert "Traceback" not in text
     assert window.banner.state == "pass" and window.report is not None  # nothing changed
     truncated = tmp_path / "truncated.bin"
-    truncated.write_bytes(bytes.fromhex(resource_path("demo", "quote.hex").read_text())[:100])
+    demo_quote = json.loads(resource_path("demo", "getquote.json").read_text())["quote"]
+    truncated.write_bytes(bytes.fromhex(demo_quote)[:100])
     missing = tmp_path / "missing.json"
     assert window.open_paths([truncated, missing]) is False
     text = window.message_bar.text()
@@ -160,10 +186,12 @@ def test_offline_without_collateral_is_incomplete(window, qtbot):
     assert window.offline_action.isChecked()
     assert window.set_anchor_file(resource_path("demo", "demo_root_ca.der"))
     assert "custom root — not Intel" in window.anchor_label.text()
-    assert window.open_paths([resource_path("demo", "quote.hex")])
+    assert window.open_paths([resource_path("demo", "getquote.json")])
     report = wait_for_verdict(qtbot, window, "incomplete")
     skipped = [c for c in report.checks if c.status is CheckStatus.SKIP]
     assert skipped and any("offline" in c.summary for c in skipped)
+    # The event log the GetQuote answer carries is still replayed against the quote.
+    assert next(c for c in report.checks if c.id == "eventlog.replay").status is CheckStatus.PASS
     assert window.banner.badge.text() == "custom root — not Intel"
 
 

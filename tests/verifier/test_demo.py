@@ -1,16 +1,21 @@
-"""The demo evidence pack: it verifies at its instant against its own (non-Intel) root, and it is reproducible."""
+"""The demo evidence pack: one complete app entity that verifies at its instant against its own (non-Intel) root,
+every check passing but the on-chain one (no chain given), and it is reproducible."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from dstack_verifier.demo import DEMO_FILES, DEMO_LABEL, load_demo
+from cryptography.x509.oid import NameOID
+from dstack_verifier.demo import DEMO_ANCHOR, DEMO_EVIDENCE, DEMO_FILES, DEMO_LABEL, load_demo
 from dstack_verifier.errors import InputError
 from dstack_verifier.model import CheckStatus, Verdict
+from dstack_verifier.ratls import decode_ratls, spki_der
 from dstack_verifier.resources import resource_path
 from dstack_verifier.verification import VerifyOptions, load_anchor, verify_evidence
 
@@ -19,14 +24,69 @@ MAKE_DEMO = ROOT / "packaging" / "make_demo.py"
 PACK_FILES = (*DEMO_FILES, "demo.json")
 
 
-def test_demo_verifies_to_pass_at_its_instant():
+APP_CHECKS = {
+    "eventlog.replay",
+    "eventlog.rtmr3_payloads",
+    "binding.report_data",
+    "source.compose_hash",
+    "source.mr_config_id",
+    "source.onchain_registry",
+}
+
+
+def _verify_demo():
     demo = load_demo()
+    return demo, verify_evidence(demo.items, VerifyOptions(now=demo.now, anchor=demo.anchor, offline=True))
+
+
+def test_demo_verifies_to_pass_at_its_instant():
+    demo, report = _verify_demo()
     assert demo.now == 1_780_272_000  # 2026-06-01T00:00:00Z
-    report = verify_evidence(demo.items, VerifyOptions(now=demo.now, anchor=demo.anchor, offline=True))
     assert report.verdict is Verdict.PASS
-    assert all(c.status is CheckStatus.PASS for c in report.checks)
+    ids = [c.id for c in report.checks]
+    assert len(ids) == len(set(ids)) == 16
+    assert APP_CHECKS <= set(ids)
+    assert all(i.startswith("hardware.") for i in set(ids) - APP_CHECKS)
+    # Every check passes, but the on-chain one: the demo names no chain, and the verdict does not need it.
+    not_passed = {c.id: c.status for c in report.checks if c.status is not CheckStatus.PASS}
+    assert not_passed == {"source.onchain_registry": CheckStatus.SKIP}
     assert report.policy["trust_anchor"]["intel"] is False
     assert "intel-root" not in {c.anchor for c in report.checks}
+
+
+def test_demo_is_one_complete_app():
+    demo, report = _verify_demo()
+    assert [e.kind for e in demo.items] == ["getquote", "app-compose", "certificate", "collateral"]
+    assert [e.name for e in demo.items] == [f"demo/{name}" for name in DEMO_EVIDENCE]
+    assert [i.kind for i in report.inputs] == ["getquote", "app-compose", "certificate", "collateral"]
+    app = report.entities["app"]
+    info = app["app_info"]
+    assert info["system_ready"] and info["boot_mr_done"] and info["storage_fs"] == "zfs"
+    names = [e["event"] for e in app["event_log"]["events"] if e["imr"] == 3]
+    assert names == ["system-preparing", "app-id", "compose-hash", "instance-id", "boot-mr-done", "os-image-hash",
+                     "key-provider", "storage-fs", "system-ready"]
+    assert {e["imr"] for e in app["event_log"]["events"]} == {0, 1, 2, 3}
+    # One app, told the same way everywhere: compose, events, vm_config, mr_config_id, RA-TLS chain.
+    compose = next(e for e in demo.items if e.kind == "app-compose")
+    assert info["compose_hash"] == hashlib.sha256(compose.data).hexdigest()
+    assert app["app_compose"]["name"] == "demo-app" and app["app_compose"]["effective_key_provider"] == "kms"
+    assert app["quote"]["mrconfig"] == "01" + info["compose_hash"] + "00" * 15
+    assert info["os_image_hash"] == app["vm_config"]["os_image_hash"]
+    chain = next(e for e in demo.items if e.kind == "certificate").certificates
+    assert [c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value for c in chain[1:]] == [
+        "Dstack App CA", "Dstack KMS CA"]
+    assert info["key_provider"] == {"name": "kms", "id": spki_der(chain[-1]).hex()}
+    leaf = decode_ratls(chain[0])
+    ca = decode_ratls(chain[1])
+    assert leaf is not None and ca is not None
+    assert (leaf.usage, ca.usage) == ("app:custom", "app:ca")
+    assert leaf.app_id == ca.app_id == bytes.fromhex(info["app_id"])
+    quote = next(e for e in demo.items if e.kind == "getquote")
+    assert leaf.quote == quote.quote
+    binding = next(c for c in report.checks if c.id == "binding.report_data")
+    assert binding.details["embedded_quote"]["comparison"] == "byte-equal"
+    assert binding.details["warnings"] == [] and binding.details["notes"] == []
+    assert quote.json["report_data"] == binding.details["report_data"]["expected"]
 
 
 def test_demo_says_it_is_not_intel():
@@ -64,10 +124,35 @@ def test_a_tampered_pack_is_refused(tmp_path):
     pack = tmp_path / "demo"
     shutil.copytree(resource_path("demo"), pack)
     load_demo(pack)  # an intact copy loads
-    quote = pack / "quote.hex"
-    text = quote.read_text()
-    quote.write_text(text[:200] + ("0" if text[200] != "0" else "1") + text[201:])
-    with pytest.raises(InputError, match=r"sha256 recorded in demo\.json"):
+    for name in DEMO_FILES:
+        copy = tmp_path / f"tampered-{name}"
+        shutil.copytree(pack, copy)
+        data = bytearray((copy / name).read_bytes())
+        data[200] ^= 0x01
+        (copy / name).write_bytes(bytes(data))
+        with pytest.raises(InputError, match=r"sha256 recorded in demo\.json"):
+            load_demo(copy)
+
+
+def test_a_pack_listing_other_evidence_is_refused(tmp_path):
+    pack = tmp_path / "demo"
+    shutil.copytree(resource_path("demo"), pack)
+    manifest = json.loads((pack / "demo.json").read_text())
+    manifest["evidence"] = ["quote.hex", "collateral.json"]
+    (pack / "demo.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="regenerate the demo pack"):
+        load_demo(pack)
+
+
+def test_a_demo_resting_on_the_intel_root_is_refused(tmp_path):
+    pack = tmp_path / "demo"
+    shutil.copytree(resource_path("demo"), pack)
+    intel = resource_path("intel_sgx_root_ca.der").read_bytes()
+    (pack / DEMO_ANCHOR).write_bytes(intel)
+    manifest = json.loads((pack / "demo.json").read_text())
+    manifest["files"][DEMO_ANCHOR] = hashlib.sha256(intel).hexdigest()
+    (pack / "demo.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="must use its own root"):
         load_demo(pack)
 
 

@@ -1,8 +1,10 @@
-"""The demo evidence pack: a synthetic TDX quote, its collateral and the self-made root CA that anchors them.
+"""The demo evidence pack: one synthetic dstack app, complete, and the self-made root CA that anchors it.
 
-The files live in ``resources/demo/`` and are written by ``packaging/make_demo.py`` (deterministic). Nothing in the
-pack is Intel's: it verifies only against its own root, and every place that shows it must say so — ``Demo.label``
-is the wording to show ("demo root — not Intel").
+The evidence is what an app entity presents: a GetQuote answer (TDX quote, event log, vm_config), its app-compose,
+its RA-TLS certificate chain and DCAP collateral. The files live in ``resources/demo/`` and are written by
+``packaging/make_demo.py`` (deterministic). Nothing in the pack is Intel's (nor a real KMS's): it verifies only
+against its own root, and every place that shows it must say so — ``Demo.label`` is the wording to show ("demo
+root — not Intel").
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from .resources import resource_path
 
 DEMO_SCHEMA = "dstack-inspector/demo/v1"
 DEMO_LABEL = "demo root — not Intel"
-DEMO_FILES = ("quote.hex", "collateral.json", "demo_root_ca.der")
+# The evidence files, in the order they are given to the verifier, then the root CA that anchors them.
+DEMO_EVIDENCE = ("getquote.json", "app-compose.json", "app-cert.pem", "collateral.json")
+DEMO_ANCHOR = "demo_root_ca.der"
+DEMO_FILES = (*DEMO_EVIDENCE, DEMO_ANCHOR)
 _MAX_DEMO_FILE = 1 << 20
 
 
@@ -51,6 +56,9 @@ def _manifest(directory: Path | None) -> dict[str, Any]:
         raise InputError("expected a positive unix time", source=str(path), field="now")
     if not isinstance(doc.get("files"), dict):
         raise InputError("expected the files and their sha256", source=str(path), field="files")
+    if doc.get("evidence") != list(DEMO_EVIDENCE):
+        raise InputError(f"expected the evidence files {', '.join(DEMO_EVIDENCE)} (regenerate the demo pack with "
+                         "packaging/make_demo.py)", source=str(path), field="evidence")
     return doc
 
 
@@ -66,13 +74,10 @@ def load_demo(directory: Path | None = None) -> Demo:
             raise InputError("does not match the sha256 recorded in demo.json (regenerate the demo pack with "
                              "packaging/make_demo.py)", source=str(path))
         contents[name] = data
-    anchor = TrustAnchor.from_der(contents["demo_root_ca.der"], "demo/demo_root_ca.der")
+    anchor = TrustAnchor.from_der(contents[DEMO_ANCHOR], f"demo/{DEMO_ANCHOR}")
     if anchor.is_intel:  # the demo must never be mistaken for, or made to rest on, Intel's root
         raise InputError("the demo root CA is the Intel SGX Root CA; the demo pack must use its own root",
-                         source="demo/demo_root_ca.der")
-    items = [
-        detect(contents["quote.hex"], "demo/quote.hex"),
-        detect(contents["collateral.json"], "demo/collateral.json"),
-    ]
+                         source=f"demo/{DEMO_ANCHOR}")
+    items = [detect(contents[name], f"demo/{name}") for name in DEMO_EVIDENCE]
     description = doc.get("description") if isinstance(doc.get("description"), str) else ""
     return Demo(items=items, anchor=anchor, now=doc["now"], label=DEMO_LABEL, description=description)

@@ -1144,7 +1144,7 @@ class Session:
 def quote_bytes_of(report: Report) -> bytes | None:
     """The raw quote a report verified, decoded again from its recorded input."""
     for item in report.inputs:
-        if item.role == "quote" and item.content_b64:
+        if item.role in ("quote", "getquote", "attestation") and item.content_b64:
             try:
                 return detect(base64.b64decode(item.content_b64), item.name).quote
             except (InputError, ValueError):
@@ -1541,9 +1541,12 @@ class MainWindow(QMainWindow):
     def _show_verdict(self, report: Report, counts: dict[str, int]) -> None:
         total = len(report.checks)
         if report.verdict is Verdict.PASS:
-            warns = counts[CheckStatus.WARN]
-            headline = f"All {total} checks passed" if not warns else \
-                f"Passed with {warns} warning{'s' if warns != 1 else ''} ({total} checks)"
+            warns, skips = counts[CheckStatus.WARN], counts[CheckStatus.SKIP]
+            ran = total - skips
+            headline = f"All {ran} checks that apply passed" if not warns else \
+                f"Passed with {warns} warning{'s' if warns != 1 else ''} ({ran} checks)"
+            if skips:
+                headline += f"; {skips} not applicable"
         elif report.verdict is Verdict.FAIL:
             n = counts[CheckStatus.FAIL]
             headline = f"{n} of {total} checks failed"
