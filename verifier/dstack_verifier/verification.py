@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -222,6 +222,8 @@ def _onchain(ev: EntityEvidence, info: AppInfo | None, state: _SourceState, opti
         state.absent.add("source.onchain_registry")
         return _skip("source.onchain_registry", ev.entity, "source",
                      "no on-chain governance given (use --kms-contract, with --chain and --rpc-url)")
+    if "source" not in options.phases:  # not asked for: the chain is not read (no request leaves the machine)
+        return _skip("source.onchain_registry", ev.entity, "source", "phase source not selected")
     net: NetClient | None = ReplayClient(ev.recording) if ev.recording else client
     if net is None:
         net = NetClient(offline=True)
@@ -281,6 +283,34 @@ def _mark_phase_off(checks: list[Check], selected: tuple[str, ...]) -> list[Chec
     return out
 
 
+def _recorded_onchain(items: list[Evidence]) -> OnchainOptions | None:
+    """The on-chain options a report among the evidence was made with, so that its re-run reads the same contracts
+    (from its recorded JSON-RPC exchanges). A report is untrusted input: anything malformed is an InputError."""
+    from .onchain import OnchainInputError, chain_config
+
+    for item in items:
+        if item.kind != "report" or not isinstance(item.json.get("policy"), dict):
+            continue
+        recorded = item.json["policy"].get("onchain")
+        if recorded is None:
+            continue
+        optional = ("rpc_url", "app_contract")
+        try:
+            if not isinstance(recorded, dict) or not all(
+                isinstance(v, str) or (v is None and k in optional) for k, v in recorded.items()
+            ):
+                raise TypeError
+            found = OnchainOptions(**recorded)  # TypeError for a missing or unknown key
+            chain_config(found.chain, found.rpc_url)
+        except TypeError:
+            raise InputError("malformed on-chain options: expected the strings kms_contract, chain, rpc_url and "
+                             "app_contract", source=item.name, field="policy.onchain") from None
+        except OnchainInputError as exc:
+            raise InputError(str(exc), source=item.name, field="policy.onchain.chain") from None
+        return found
+    return None
+
+
 def _recording_input(exchanges: list[Exchange]) -> InputFile:
     body = json.dumps({"schema": RECORDING_SCHEMA, "exchanges": [x.model_dump(mode="json") for x in exchanges]},
                       indent=1).encode()
@@ -298,6 +328,8 @@ def verify_evidence(
     """Verify what the evidence allows. Raises InputError for evidence that cannot be used at all."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    if options.onchain is None:  # re-running a report: the contracts it read, unless new ones are given
+        options = replace(options, onchain=_recorded_onchain(items))
     items = expand(items)
     ev = assemble(items)
     inputs = [e.input_file(role=e.kind) for e in items if e.kind not in ("collateral", "recording")]
@@ -352,7 +384,8 @@ def verify_evidence(
         verifier_version=__version__,
         policy={"tcb": options.policy.describe(), "phases": list(options.phases),
                 "trust_anchor": {"sha256": options.anchor.sha256, "intel": options.anchor.is_intel,
-                                 "subject": options.anchor.cert.subject.rfc4514_string()}},
+                                 "subject": options.anchor.cert.subject.rfc4514_string()},
+                **({"onchain": asdict(options.onchain)} if options.onchain is not None else {})},
         inputs=inputs,
         checks=checks,
         entities={ev.entity: entity_out},
