@@ -14,17 +14,18 @@ Use it as a context manager::
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import urllib.parse
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+
+from tests.support.loopback import LoopbackServer
 
 Failure = Literal[
     "404", "500", "502", "503", "504", "hang", "malformed", "missing-header", "bad-hex", "missing-field", "drop"
@@ -70,7 +71,7 @@ def _encode_chain(pem: str) -> str:
     return urllib.parse.quote(pem, safe="")
 
 
-class PccsServer:
+class PccsServer(LoopbackServer):
     """Serve ``collateral`` like a PCCS on 127.0.0.1 (random port) in a background thread."""
 
     def __init__(
@@ -99,17 +100,9 @@ class PccsServer:
         self._failures: dict[str, _Failure] = {}
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     # -- control ---------------------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
 
     @property
     def total_requests(self) -> int:
@@ -137,31 +130,10 @@ class PccsServer:
         with self._lock:
             self._routes[path] = Route(status, body, dict(headers or {}), chunked)
 
-    def start(self) -> PccsServer:
-        handler = _make_handler(self)
-        self._httpd = _QuietServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},  # quick shutdown between tests
-            name="pccs-test-server",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
+    thread_name = "pccs-test-server"
 
-    def stop(self) -> None:
-        self._stopping.set()  # releases handlers that are "hanging"
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> PccsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
     # -- request handling (called from handler threads) -------------------------------------------------------
 
@@ -238,18 +210,6 @@ class PccsServer:
             body = bytes.fromhex(c["root_ca_crl"])
             return Route(200, b"not a CRL at all" if failure == "malformed" else body)
         return Route(404, b"Not Found")
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # A client that hangs up (timeout, size limit, retry) is normal in these tests; anything else is a bug
-        # in the test server and is still reported.
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def _pem_crl(der: bytes) -> bytes:

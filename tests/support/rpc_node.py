@@ -23,16 +23,17 @@ Use it as a context manager::
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
 from dstack_verifier.resources import resource_path
 from eth_abi import decode, encode
 from eth_utils import function_abi_to_4byte_selector, to_checksum_address
+
+from tests.support.loopback import LoopbackServer
 
 Failure = Literal["500", "503", "malformed", "not-json", "drop", "no-result", "bad-hex"]
 
@@ -144,7 +145,7 @@ def _allowed(values: dict[bytes, int], value: bytes, block: int) -> bool:
     return added is not None and added <= block
 
 
-class RpcNode:
+class RpcNode(LoopbackServer):
     """Serve JSON-RPC on 127.0.0.1 (random port) in a background thread."""
 
     def __init__(self, *, chain_id: int = 8453, head: int = 30_000_000) -> None:
@@ -159,8 +160,7 @@ class RpcNode:
         self._revert_data: dict[str, str] = {}
         self._answers: dict[str, str] = {}
         self._lock = threading.RLock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     # -- state -----------------------------------------------------------------------------------------------
 
@@ -221,32 +221,15 @@ class RpcNode:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
+    thread_name = "rpc-test-node"
+
     @property
     def url(self) -> str:
-        assert self._httpd is not None, "node not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/"
+        return super().url + "/"
 
-    def start(self) -> RpcNode:
-        self._httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="rpc-test-node", daemon=True
-        )
-        self._thread.start()
-        return self
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> RpcNode:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- JSON-RPC --------------------------------------------------------------------------------------------
 
@@ -411,16 +394,6 @@ def _revert_error(reason: str | None) -> dict[str, Any]:
         return {"code": -32000, "message": "execution reverted"}
     data = "0x08c379a0" + encode(["string"], [reason]).hex()
     return {"code": 3, "message": f"execution reverted: {reason}", "data": data}
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def _make_handler(node: RpcNode) -> type[BaseHTTPRequestHandler]:

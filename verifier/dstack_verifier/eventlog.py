@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import InputError
-from .jsontext import load_json
+from .jsontext import json_kind, load_json
 from .model import Anchor, Check, CheckStatus, Entity
 from .quote.structure import Quote
 
@@ -116,22 +116,6 @@ class Attestation(BaseModel):
 # Parsing: JSON forms
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def _shown_int(n: int) -> str:
     # str() of a huge int raises (Python's digit limit) and would flood the message anyway.
     return str(n) if -(10**20) < n < 10**20 else "a number too large to show"
@@ -150,7 +134,7 @@ def _int_value(value: Any, lo: int, hi: int, source: str, field: str) -> int:
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
     else:
-        raise InputError(f"expected an integer, got {_json_type(value)}", source=source, field=field)
+        raise InputError(f"expected an integer, got {json_kind(value)}", source=source, field=field)
     if not lo <= number <= hi:
         raise InputError(f"value {_shown_int(number)} is out of range {lo}..{hi}", source=source, field=field)
     return number
@@ -161,7 +145,7 @@ def _hex_value(value: Any, max_bytes: int, source: str, field: str) -> bytes:
     if value is None:
         return b""
     if not isinstance(value, str):
-        raise InputError(f"expected a hex string, got {_json_type(value)}", source=source, field=field)
+        raise InputError(f"expected a hex string, got {json_kind(value)}", source=source, field=field)
     text = value[2:] if value[:2] in ("0x", "0X") else value
     if len(text) > 2 * max_bytes:
         raise InputError(f"{len(text) // 2} bytes, more than the {max_bytes} allowed", source=source, field=field)
@@ -178,7 +162,7 @@ def _name_value(value: Any, source: str, field: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InputError(f"expected a string, got {_json_type(value)}", source=source, field=field)
+        raise InputError(f"expected a string, got {json_kind(value)}", source=source, field=field)
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
@@ -193,7 +177,7 @@ _REQUIRED_KEYS = ("imr", "event_type", "event", "event_payload")
 
 def _event_from_json(item: Any, source: str, where: str) -> Event:
     if not isinstance(item, dict):
-        raise InputError(f"expected an event object, got {_json_type(item)}", source=source, field=where)
+        raise InputError(f"expected an event object, got {json_kind(item)}", source=source, field=where)
     for key in _REQUIRED_KEYS:
         if key not in item:
             raise InputError("missing", source=source, field=f"{where}.{key}")
@@ -261,10 +245,10 @@ def parse_event_log(
     elif isinstance(data, list):
         items = data
     else:
-        raise InputError(f"expected an event log (JSON array, its text, or CCEL bytes), got {_json_type(data)}",
+        raise InputError(f"expected an event log (JSON array, its text, or CCEL bytes), got {json_kind(data)}",
                          source=source, field=field)
     if not isinstance(items, list):
-        raise InputError(f"expected a JSON array of events, got {_json_type(items)}", source=source, field=field)
+        raise InputError(f"expected a JSON array of events, got {json_kind(items)}", source=source, field=field)
     if len(items) > MAX_EVENTS:
         raise InputError(f"{len(items)} events, more than the {MAX_EVENTS} allowed", source=source, field=field)
     events: list[Event] = []

@@ -46,3 +46,14 @@ def load_json(text: str, source: str, field: str | None = None, **kwargs: Any) -
         raise InputError("JSON nests too deeply", source=source, field=field) from None
     except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit, or a hook's refusal
         raise InputError(f"invalid JSON: {str(exc)[:120]}", source=source, field=field) from None
+
+
+def json_kind(value: Any) -> str:
+    """The JSON name of a decoded value's type, for error messages ("expected a string, got number")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import InputError
 from .eventlog import AppInfo
-from .jsontext import load_json
+from .jsontext import json_kind, load_json
 from .model import Anchor, Check, CheckStatus, Entity
 from .quote.structure import Quote
 
@@ -112,16 +112,6 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
-
-
 def parse_compose(data: bytes, source: str) -> ComposeInfo:
     """Parse app-compose.json bytes. InputError when not a UTF-8 JSON object, or a known field has the wrong type."""
     if len(data) > MAX_COMPOSE_BYTES:
@@ -132,10 +122,10 @@ def parse_compose(data: bytes, source: str) -> ComposeInfo:
         raise InputError("app-compose is not UTF-8", source=source, offset=exc.start) from None
     doc = load_json(text, source, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
     if not isinstance(doc, dict):
-        raise InputError(f"app-compose must be a JSON object, got {_json_kind(doc)}", source=source)
+        raise InputError(f"app-compose must be a JSON object, got {json_kind(doc)}", source=source)
 
     def wrong(key: str, expected: str) -> InputError:
-        return InputError(f"expected {expected}, got {_json_kind(doc[key])}", source=source, field=key)
+        return InputError(f"expected {expected}, got {json_kind(doc[key])}", source=source, field=key)
 
     fields: dict[str, Any] = {}
     for key in _STR_FIELDS:
