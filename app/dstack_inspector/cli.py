@@ -60,13 +60,59 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--phases", help="comma-separated phases to run: hardware,os,source,domain")
     v.add_argument("--pccs-url", help="PCCS or Intel PCS base URL (default: Phala's PCCS)")
     v.add_argument("--no-cache", action="store_true", help="do not use the on-disk collateral cache")
+    v.add_argument("--image-dir", type=Path, help="a dstack OS image folder for the OS phase")
+    v.add_argument("--fetch-image", action="store_true",
+                   help="download the OS image named by the VM config when it is not cached (hundreds of MB)")
+    v.add_argument("--acpi-tool", type=Path, help="the dstack-acpi-tables executable (default: found on PATH)")
     v.add_argument("--kms-contract", help="the DstackKms contract governing the app (enables the on-chain check)")
     v.add_argument("--app-contract", help="the app's DstackApp contract (default: the app id of the event log)")
     v.add_argument("--chain", default="base", help="chain of the contracts: base (default) or ethereum")
     v.add_argument("--rpc-url", help="JSON-RPC endpoint of that chain (default: a public endpoint)")
     v.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     v.add_argument("--output", type=Path, help="write the JSON report to this file")
+    m = sub.add_parser("measure", help="print the expected MRTD, RTMR0-2 and every event digest of an OS image")
+    m.add_argument("--image-dir", type=Path, help="the dstack OS image folder")
+    m.add_argument("--vm-config", type=Path, required=True,
+                   help="the VM config JSON (or a GetQuote JSON carrying one; TDX-lite needs no image)")
+    m.add_argument("--event-log", type=Path, help="an event log (or GetQuote JSON) for the ACPI digests")
+    m.add_argument("--acpi-tool", type=Path, help="the dstack-acpi-tables executable (default: found on PATH)")
+    m.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    import json
+
+    from dstack_verifier.evidence import load_evidence, read_bounded
+    from dstack_verifier.jsontext import load_json
+    from dstack_verifier.measure.full import measure_image
+    from dstack_verifier.measure.image import ImageFolder
+    from dstack_verifier.measure.lite import measure_lite
+
+    doc = load_json(read_bounded(args.vm_config).decode("utf-8", "replace"), str(args.vm_config))
+    vm_config, events = doc, None
+    if isinstance(doc, dict) and ("quote" in doc or "attestation" in doc):  # evidence that carries a VM config
+        carried = load_evidence(args.vm_config)
+        vm_config, events = carried.vm_config, carried.events
+    if not isinstance(vm_config, dict):
+        raise UsageError(f"--vm-config: {args.vm_config} holds no VM config object")
+    if args.event_log is not None:
+        events = load_evidence(args.event_log).events
+    if args.image_dir is not None:
+        measurement = measure_image(ImageFolder.open(args.image_dir), vm_config, events, acpi_tool=args.acpi_tool)
+    elif "tdx_measurement" in vm_config:
+        measurement = measure_lite(vm_config, events or [])
+    else:
+        raise UsageError("--image-dir is needed: the VM config has no TDX-lite measurement document")
+    if args.json:
+        sys.stdout.write(json.dumps(measurement.to_json(), indent=2) + "\n")
+        return EXIT_PASS
+    print(f"path: {measurement.path}   MRTD order: {measurement.mrtd_variant}   ACPI: {measurement.acpi_source}")
+    for register in ("mrtd", "rtmr0", "rtmr1", "rtmr2"):
+        print(f"{register.upper():6} {measurement.value(register).hex()}")
+    for e in measurement.events:
+        print(f"  {e.register.upper()}[{e.index:2}] {e.digest.hex()}  {e.what} ({e.source})")
+    return EXIT_PASS
 
 
 def _phases(text: str | None) -> tuple[str, ...]:
@@ -119,9 +165,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from dstack_verifier.model import Verdict
     from dstack_verifier.net import NetClient
     from dstack_verifier.quote.pccs import PHALA_PCCS_URL, CollateralCache
-    from dstack_verifier.verification import VerifyOptions, load_anchor, verify_evidence
+    from dstack_verifier.verification import ImageOptions, VerifyOptions, load_anchor, verify_evidence
 
-    from .settings import collateral_cache_dir
+    from .settings import cache_dir, collateral_cache_dir
 
     now = parse_instant(args.at) if args.at else int(time.time())
     options = VerifyOptions(
@@ -132,6 +178,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         phases=_phases(args.phases),
         explicit_phases=bool(args.phases),
         onchain=_onchain_options(args),
+        images=ImageOptions(image_dir=args.image_dir, cache_dir=cache_dir(), fetch=args.fetch_image,
+                            acpi_tool=args.acpi_tool),
     )
     items = [load_evidence(p) for p in args.evidence]
     if args.collateral is not None:
@@ -175,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "verify":
             return cmd_verify(args)
+        if args.command == "measure":
+            return cmd_measure(args)
         return cmd_gui(args)
     except UsageError as exc:
         print(_one_line(f"dstack-inspector: usage error: {exc}"), file=sys.stderr)

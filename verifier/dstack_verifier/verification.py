@@ -59,6 +59,18 @@ class VerifyOptions:
     explicit_phases: bool = False
     reference: bool = True
     onchain: OnchainOptions | None = None
+    images: ImageOptions | None = None
+
+
+@dataclass
+class ImageOptions:
+    """Where OS images come from: a folder the user gives, the image cache, or (when allowed) a download."""
+
+    image_dir: Path | None = None
+    cache_dir: Path | None = None  # images and measurements are cached under it
+    cache_cap_bytes: int = 8 * 1024**3
+    fetch: bool = False  # download a missing image (hundreds of MB): only when the user asks
+    acpi_tool: Path | None = None
 
 
 @dataclass
@@ -176,6 +188,7 @@ def _skip(check_id: str, entity: Entity, phase: str, reason: str) -> Check:
 class _SourceState:
     app_info: AppInfo | None = None
     derived: dict[str, Any] = field(default_factory=dict)
+    measurement: dict[str, Any] | None = None  # the expected registers and events, for the report
     # Checks whose input was not given: not required unless the user named their phase.
     absent: set[str] = field(default_factory=set)
 
@@ -241,6 +254,95 @@ def _onchain(ev: EntityEvidence, info: AppInfo | None, state: _SourceState, opti
         mr_aggregated=("0x" + state.derived["mr_aggregated"]) if state.derived.get("mr_aggregated") else None,
         instance_id=("0x" + info.instance_id.hex()) if info and info.instance_id else None,
     )
+
+
+OS_CHECKS = ("os.image_hash", "os.mrtd", "os.rtmr0", "os.rtmr1", "os.rtmr2")
+
+
+def _os_checks(ev: EntityEvidence, quote: Quote, state: _SourceState, options: VerifyOptions,
+               client: NetClient | None) -> list[Check]:
+    """OS integrity: the image (or the TDX-lite measurement document) recomputes MRTD and RTMR0-2."""
+    from .measure.checks import check_registers
+    from .measure.image_check import check_image_hash, check_image_hash_lite
+    from .measure.lite import measure_lite
+
+    vm = ev.vm_config
+    if vm is None:
+        state.absent.update(OS_CHECKS)
+        reason = "no VM config given (a GetQuote or attestation JSON carries it): the OS image is unknown"
+        return [_skip(check_id, ev.entity, "os", reason) for check_id in OS_CHECKS]
+    measured = state.app_info.os_image_hash if state.app_info else None
+    if "tdx_measurement" in vm:
+        image_check = check_image_hash_lite(vm, measured, ev.entity)
+        try:
+            measurement = measure_lite(vm, ev.events or [])
+        except InputError as exc:
+            return [image_check, *_failed_measurement(ev.entity, f"the TDX-lite measurement failed: {exc.describe()}")]
+        state.measurement = measurement.to_json()
+        return [image_check, *check_registers(measurement, quote, ev.events, ev.entity, "")]
+    folder, reason = _image_folder(vm, options, client)
+    image_check = check_image_hash(folder, vm, measured, ev.entity, reason)
+    if folder is None:
+        return [image_check, *check_registers(None, quote, ev.events, ev.entity, reason)]
+    try:
+        measurement = _measure_cached(folder, vm, ev.events, options)
+    except InputError as exc:
+        return [image_check, *_failed_measurement(ev.entity, f"the image could not be measured: {exc.describe()}")]
+    state.measurement = measurement.to_json()
+    return [image_check, *check_registers(measurement, quote, ev.events, ev.entity, "")]
+
+
+def _failed_measurement(entity: Entity, reason: str) -> list[Check]:
+    return [Check(id=check_id, entity=entity, phase="os", status=CheckStatus.FAIL, anchor=Anchor.NONE,
+                  summary=reason, details={"reason": reason}) for check_id in OS_CHECKS[1:]]
+
+
+def _image_folder(vm: dict[str, Any], options: VerifyOptions, client: NetClient | None):  # type: ignore[no-untyped-def]
+    """The image folder to measure, or None with the reason."""
+    from .measure.cache import ImageCache, ImageError
+    from .measure.download import fetch_image
+    from .measure.image import ImageFolder
+
+    images = options.images or ImageOptions()
+    if images.image_dir is not None:
+        return ImageFolder.open(images.image_dir), ""
+    wanted = vm.get("os_image_hash")
+    if not isinstance(wanted, str) or not wanted:
+        return None, "the VM config names no os_image_hash, and no --image-dir was given"
+    if images.cache_dir is None:
+        return None, "no image folder given (--image-dir) and no image cache configured"
+    cache = ImageCache(images.cache_dir / "images", images.cache_cap_bytes)
+    try:
+        cached = cache.get(wanted)
+    except (ImageError, ValueError):
+        cached = None
+    if cached is not None:
+        return ImageFolder.open(cached), ""
+    if options.offline or client is None:
+        return None, f"offline: image {wanted[:16]}… is not cached and no --image-dir was given"
+    if not images.fetch:
+        return None, f"image {wanted[:16]}… is not cached; give --image-dir, or --fetch-image to download it"
+    try:
+        path = fetch_image(client, os_image_hash=wanted, os_version=vm.get("image"), cache=cache)
+    except (ImageError, NetError, InputError) as exc:
+        return None, f"image {wanted[:16]}… could not be fetched: {exc}"
+    return ImageFolder.open(path), ""
+
+
+def _measure_cached(folder, vm: dict[str, Any], events: list[Event] | None, options: VerifyOptions):  # type: ignore[no-untyped-def]
+    from .measure.cache import MeasurementCache
+    from .measure.full import measure_image
+
+    images = options.images or ImageOptions()
+    cache = MeasurementCache(images.cache_dir / "measurements") if images.cache_dir is not None else None
+    image_hash = folder.os_image_hash.hex()
+    hit = cache.get(image_hash, vm) if cache is not None else None
+    if hit is not None:
+        return hit
+    measurement = measure_image(folder, vm, events, acpi_tool=images.acpi_tool)
+    if cache is not None:
+        cache.put(image_hash, vm, measurement)
+    return measurement
 
 
 def _binding_check(ev: EntityEvidence, quote: Quote, state: _SourceState, now: int) -> Check:
@@ -364,6 +466,12 @@ def verify_evidence(
         recorder_before = len(client.recorder) if client is not None else 0
         checks += _source_checks(ev, hw.quote, hw, state, options, client)
         timings["source"] = time.perf_counter() - t3
+        t4 = time.perf_counter()
+        if "os" in options.phases:  # measuring an image is costly: not done for a phase nobody asked for
+            checks += _os_checks(ev, hw.quote, state, options, client)
+        else:
+            checks += [_skip(check_id, ev.entity, "os", "phase os not selected") for check_id in OS_CHECKS]
+        timings["os"] = time.perf_counter() - t4
         fresh = list(client.recorder[recorder_before:]) if client is not None else []
         recorded = ev.recording or [x for x in fresh if x.method == "POST"]
         if recorded:
@@ -401,6 +509,8 @@ def _source_entity(ev: EntityEvidence, state: _SourceState) -> dict[str, Any]:
         out["app_info"] = state.app_info.summary()
     if state.derived:
         out["derived"] = state.derived
+    if state.measurement is not None:
+        out["measurement"] = state.measurement
     if ev.compose is not None:
         try:
             out["app_compose"] = parse_compose(ev.compose.data, ev.compose.name).summary()
