@@ -7,7 +7,8 @@ Every network access of the library goes through :class:`NetClient` so that
 * every answer is recorded as an :class:`Exchange`, which lets a later run be replayed offline from the
   recorded evidence with :class:`ReplayClient`.
 
-GET serves the HTTP APIs; POST serves JSON-RPC (Ethereum nodes). A POST's request body is recorded with its
+GET serves the HTTP APIs; POST serves JSON-RPC (Ethereum nodes); ``download`` streams large files (OS images) to
+disk, resuming an interrupted transfer and checking a SHA-256 as it goes. A POST's request body is recorded with its
 answer, and a replay answers a POST only when both the URL and the request body match the recording.
 
 No globals: the httpx client, the clock and the sleep function are constructor parameters.
@@ -16,11 +17,15 @@ No globals: the httpx client, the clock and the sleep function are constructor p
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib.metadata
 import json
+import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,8 +33,14 @@ from pydantic import BaseModel, Field
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "RECORDED_NOTE_HEADER",
+    "RECORDED_SHA256_HEADER",
+    "RECORDED_SIZE_HEADER",
     "USER_AGENT",
+    "DownloadCancelled",
+    "DownloadResult",
     "Exchange",
+    "HashMismatchError",
     "NetClient",
     "NetError",
     "NetResponse",
@@ -48,6 +59,16 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "ocp-apim-subscription-key", "x-api-key"})
 _MAX_BACKOFF = 8.0
 _EXCERPT_CHARS = 160
+# Downloads: redirect hops, and the headers that stand in for a body that is never recorded.
+_MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_ERROR_EXCERPT_BYTES = 1024
+RECORDED_SHA256_HEADER = "x-inspector-body-sha256"
+RECORDED_SIZE_HEADER = "x-inspector-body-size"
+RECORDED_NOTE_HEADER = "x-inspector-note"
+_STREAMED_NOTE = "streamed download: body not recorded, see the sha256 and size"
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def _version() -> str:
@@ -85,6 +106,22 @@ class OfflineError(NetError):
 
     def __init__(self, url: str, problem: str = "offline mode: network access refused") -> None:
         super().__init__(url, problem, offline=True)
+
+
+class DownloadCancelled(NetError):
+    """The caller's cancel callback asked to stop. The partial file is kept, so a later download resumes it."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, "download cancelled")
+
+
+class HashMismatchError(NetError):
+    """A download completed but its SHA-256 is not the expected one; the downloaded bytes were deleted."""
+
+    def __init__(self, url: str, *, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(url, f"sha256 mismatch: the download has {actual}, expected {expected}")
 
 
 class NotRecordedError(OfflineError):
@@ -166,6 +203,61 @@ class NetResponse:
             content=exchange.content,
             exchange=exchange,
         )
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """A completed, hash-checked download, renamed into place at ``path``."""
+
+    url: str  # where the bytes finally came from (after redirects)
+    path: Path
+    size: int
+    sha256: str  # lowercase hex
+    resumed_from: int  # bytes of an earlier partial download that were kept (0: downloaded from the start)
+    exchange: Exchange | None = field(default=None, compare=False, repr=False)
+
+
+def _part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def _hash_file(path: Path, hasher: Any) -> None:
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            hasher.update(chunk)
+
+
+def _parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    """``bytes START-END/TOTAL`` (TOTAL may be ``*``) → (start, end, total); None when malformed."""
+    match = _CONTENT_RANGE.fullmatch((value or "").strip())
+    if match is None:
+        return None
+    start, end = int(match[1]), int(match[2])
+    total = None if match[3] == "*" else int(match[3])
+    if end < start or (total is not None and end >= total):
+        return None
+    return start, end, total
+
+
+def _declared_length(headers: httpx.Headers) -> int | None:
+    size = (headers.get("content-length") or "").strip()
+    return int(size) if size.isascii() and size.isdecimal() else None
+
+
+@dataclass
+class _Received:
+    """What one download attempt produced (the caller finalises: hash check, rename, record)."""
+
+    url: str
+    status: int
+    headers: dict[str, str]
+    size: int
+    resumed_from: int
+    hasher: Any
+
+
+class _Restart(Exception):
+    """Internal: the server did not honour our Range request in a usable way; start again from byte 0."""
 
 
 def _full_url(url: str, params: Mapping[str, Any] | None) -> str:
@@ -296,6 +388,82 @@ class NetClient:
         sent.update(headers or {})
         return self.post(url, encode_json_body(payload), headers=sent)
 
+    def download(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        max_bytes: int,
+        expected_sha256: str | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> DownloadResult:
+        """Stream ``url`` to ``dest`` without holding the body in memory.
+
+        The bytes go to ``dest.part`` first. When ``dest.part`` already exists (an earlier attempt was interrupted),
+        it is hashed and the rest is asked for with ``Range: bytes=N-``; a server that answers with anything but a
+        matching ``206`` + ``Content-Range`` makes the download start again from byte 0. More than ``max_bytes``
+        (announced or received) fails and deletes the partial file. ``dest`` appears (atomically renamed) only when
+        the SHA-256 equals ``expected_sha256`` (when given); a mismatch deletes the bytes and raises
+        :class:`HashMismatchError`. ``progress(done, total)`` is called as bytes arrive (total None when unknown);
+        ``cancel()`` returning True stops with :class:`DownloadCancelled` and keeps the partial file for a resume.
+        Connection drops and 502/503/504 are retried (``retries`` times), resuming where they stopped. Redirects are
+        followed (at most 5, never from https to http). ``deadline`` bounds the whole call in seconds (None: only
+        the per-read timeouts apply).
+
+        The recorder gets the exchange's metadata with an empty body; the SHA-256 and size of the body are in the
+        ``x-inspector-body-sha256`` / ``x-inspector-body-size`` headers of the recorded answer.
+        """
+        full = _full_url(url, None)
+        if self.offline or self._http is None:
+            raise OfflineError(full)
+        if max_bytes < 0:
+            raise ValueError("max_bytes must not be negative")
+        expected = None
+        if expected_sha256 is not None:
+            expected = expected_sha256.strip().lower()
+            if not _SHA256_HEX.fullmatch(expected):
+                raise ValueError(f"expected_sha256 is not 64 hex digits: {expected_sha256!r}")
+        dest = Path(dest)
+        part = _part_path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        sent = _with_user_agent(headers)
+        # The exact bytes the server stores: no transparent decompression (it would also break byte ranges).
+        sent["Accept-Encoding"] = "identity"
+        started = self._monotonic()
+        attempt = 0
+        while True:
+            if cancel is not None and cancel():
+                raise DownloadCancelled(full)
+            try:
+                received = self._download_once(full, sent, part, max_bytes, progress, cancel, started, deadline)
+            except _Restart:
+                part.unlink(missing_ok=True)
+                continue  # the next attempt sends no Range, so this cannot loop
+            except _Retryable as exc:
+                if attempt >= self.retries:
+                    raise NetError(full, exc.problem) from exc.__cause__
+                self._sleep(self._delay(attempt, None))
+                attempt += 1
+                continue
+            break
+        digest = received.hasher.hexdigest()
+        exchange = self._record_download(full, sent, received, digest)
+        if expected is not None and digest != expected:
+            part.unlink(missing_ok=True)
+            raise HashMismatchError(full, expected=expected, actual=digest)
+        os.replace(part, dest)
+        return DownloadResult(
+            url=received.url,
+            path=dest,
+            size=received.size,
+            sha256=digest,
+            resumed_from=received.resumed_from,
+            exchange=exchange,
+        )
+
     # -- internals -------------------------------------------------------------------------------------------
 
     def _record(
@@ -390,6 +558,158 @@ class NetClient:
         except httpx.HTTPError as exc:
             raise NetError(url, f"request failed ({type(exc).__name__}: {exc})") from exc
 
+    def _record_download(self, url: str, sent: Mapping[str, str], received: _Received, digest: str) -> Exchange:
+        answer = dict(received.headers)
+        answer[RECORDED_SHA256_HEADER] = digest
+        answer[RECORDED_SIZE_HEADER] = str(received.size)
+        answer[RECORDED_NOTE_HEADER] = _STREAMED_NOTE
+        exchange = Exchange(
+            method="GET",
+            url=url,
+            request_headers=_recordable_headers(sent),
+            status=received.status,
+            headers=answer,
+            body="",
+            fetched_at=self._clock(),
+        )
+        self.recorder.append(exchange)
+        return exchange
+
+    def _download_once(
+        self,
+        url: str,
+        sent: Mapping[str, str],
+        part: Path,
+        max_bytes: int,
+        progress: Callable[[int, int | None], None] | None,
+        cancel: Callable[[], bool] | None,
+        started: float,
+        deadline: float | None,
+    ) -> _Received:
+        assert self._http is not None
+        offset = part.stat().st_size if part.is_file() else 0
+        if offset > max_bytes:
+            part.unlink()
+            offset = 0
+        hasher = hashlib.sha256()
+        request_headers = dict(sent)
+        if offset:
+            _hash_file(part, hasher)
+            request_headers["Range"] = f"bytes={offset}-"
+        current = httpx.URL(url)
+        try:
+            for _hop in range(_MAX_REDIRECTS + 1):
+                with self._http.stream("GET", current, headers=request_headers, follow_redirects=False) as resp:
+                    location = resp.headers.get("location")
+                    if resp.status_code in _REDIRECT_STATUSES and location:
+                        target = resp.url.join(location)
+                        if target.scheme not in ("http", "https") or (
+                            resp.url.scheme == "https" and target.scheme != "https"
+                        ):
+                            raise NetError(url, f"refusing a redirect from {resp.url} to {target}")
+                        if target.host != current.host:  # never carry credentials to another host
+                            request_headers = {
+                                k: v for k, v in request_headers.items() if k.lower() not in SECRET_HEADERS
+                            }
+                        current = target
+                        continue
+                    return self._receive(
+                        url, resp, part, offset, hasher, max_bytes, progress, cancel, started, deadline
+                    )
+            raise NetError(url, f"too many redirects (more than {_MAX_REDIRECTS})")
+        except (NetError, _Restart, _Retryable):
+            raise
+        except httpx.ConnectTimeout as exc:
+            raise _Retryable("connection timed out") from exc
+        except httpx.ConnectError as exc:
+            raise _Retryable(f"connection failed ({str(exc) or type(exc).__name__})") from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            # Mid-body drops land here too; the partial file stays and the retry resumes it.
+            raise _Retryable(f"connection dropped ({str(exc) or type(exc).__name__})") from exc
+        except httpx.TimeoutException as exc:
+            raise _Retryable(f"timed out ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:
+            raise NetError(url, f"request failed ({type(exc).__name__}: {exc})") from exc
+
+    def _receive(
+        self,
+        url: str,
+        resp: httpx.Response,
+        part: Path,
+        offset: int,
+        hasher: Any,
+        max_bytes: int,
+        progress: Callable[[int, int | None], None] | None,
+        cancel: Callable[[], bool] | None,
+        started: float,
+        deadline: float | None,
+    ) -> _Received:
+        status = resp.status_code
+        if status in RETRY_STATUSES:
+            raise _Retryable(f"HTTP {status} {resp.reason_phrase}".strip())
+        length = _declared_length(resp.headers)
+        if status == 206 and offset:
+            answered = _parse_content_range(resp.headers.get("content-range"))
+            if answered is None or answered[0] != offset or (length is not None and length != answered[1] - offset + 1):
+                raise _Restart  # not the range we asked for: do not splice unknown bytes onto the file
+            total = answered[2] if answered[2] is not None else answered[1] + 1
+            append = True
+        elif status == 416 and offset:
+            raise _Restart  # the partial file is not a prefix the server recognises
+        elif status == 200:
+            # Also the answer of a server that ignores Range: the whole body again, from byte 0.
+            total, append = length, False
+        else:
+            excerpt = b""
+            for chunk in resp.iter_raw(_ERROR_EXCERPT_BYTES):
+                excerpt = chunk[:_ERROR_EXCERPT_BYTES]
+                break
+            problem = f"HTTP {status}" + (f" {resp.reason_phrase}" if resp.reason_phrase else "")
+            text = _one_line(excerpt.decode("utf-8", errors="replace"), _EXCERPT_CHARS)
+            if status == 206:
+                problem += " (a partial answer to a request without Range)"
+            raise NetError(url, f"{problem}: {text}" if text else problem)
+        if total is not None and total > max_bytes:
+            part.unlink(missing_ok=True)
+            raise NetError(url, f"download too large ({total} bytes > limit {max_bytes})")
+        if not append:
+            hasher = hashlib.sha256()
+        done = offset if append else 0
+        resumed_from = done
+        too_large = False
+        with part.open("ab" if append else "wb") as fh:
+            if progress is not None:
+                progress(done, total)
+            # No chunk_size: httpx would hold back a partial chunk and lose it when the connection drops.
+            for chunk in resp.iter_raw():
+                if cancel is not None and cancel():
+                    raise DownloadCancelled(url)
+                done += len(chunk)
+                if done > max_bytes:
+                    too_large = True
+                    break
+                fh.write(chunk)
+                hasher.update(chunk)
+                if progress is not None:
+                    progress(done, total)
+                if deadline is not None and self._monotonic() - started > deadline:
+                    raise NetError(url, f"timed out (download not complete after {deadline:g} s)")
+            fh.flush()
+            os.fsync(fh.fileno())
+        if too_large:
+            part.unlink(missing_ok=True)
+            raise NetError(url, f"download too large (more than {max_bytes} bytes)")
+        if total is not None and done != total:
+            raise _Retryable(f"connection closed after {done} of {total} bytes")
+        return _Received(
+            url=str(resp.url),
+            status=status,
+            headers={k.lower(): v for k, v in resp.headers.items()},
+            size=done,
+            resumed_from=resumed_from,
+            hasher=hasher,
+        )
+
 
 class _Retryable(Exception):
     """Internal marker: a connection-level failure that may be retried."""
@@ -414,6 +734,8 @@ class ReplayClient(NetClient):
         super().__init__(offline=True, retries=0, recorder=recorder)
         self._answers: dict[_ReplayKey, list[Exchange]] = {}
         for exchange in exchanges:
+            if RECORDED_NOTE_HEADER in exchange.headers:
+                continue  # a streamed download's metadata: there is no body to answer with
             key = (exchange.method.upper(), _full_url(exchange.url, None), exchange.request_body or "")
             self._answers.setdefault(key, []).append(exchange)
         self._served: dict[_ReplayKey, int] = {}
@@ -431,6 +753,10 @@ class ReplayClient(NetClient):
         full = _full_url(url, None)
         missing = NotRecordedError(full, method="POST", body_size=len(content))
         return self._replay(("POST", full, _b64(content)), missing)
+
+    def download(self, url: str, dest: Path, **kwargs: Any) -> DownloadResult:
+        """Downloads are never replayed: their bodies (OS images) are not part of the recorded evidence."""
+        raise OfflineError(_full_url(url, None), "replay: downloads are not part of the recorded evidence")
 
     def _replay(self, key: _ReplayKey, missing: NotRecordedError) -> NetResponse:
         full = key[1]
