@@ -111,7 +111,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     for register in ("mrtd", "rtmr0", "rtmr1", "rtmr2"):
         print(f"{register.upper():6} {measurement.value(register).hex()}")
     for e in measurement.events:
-        print(f"  {e.register.upper()}[{e.index:2}] {e.digest.hex()}  {e.what} ({e.source})")
+        print(f"  {e.rtmr.upper()}[{e.index:2}] {e.digest.hex()}  {e.what} ({e.source})")
     return EXIT_PASS
 
 

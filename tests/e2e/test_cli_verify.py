@@ -392,7 +392,20 @@ def test_synthetic_quote_without_its_root_does_not_reach_intel(capsys, synth: Sy
 # -- phases and usage ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("phases", ["hardware", " hardware ,", "hardware,os"])
+def test_os_phase_named_without_a_vm_config_is_incomplete(capsys, real_quote: Path, real_collateral: Path) -> None:
+    """A raw quote names no OS image: the OS phase the user asked for cannot be verified."""
+    code, report, _ = run_json(
+        capsys, "verify", real_quote, "--collateral", real_collateral, "--at", REAL_AT, "--phases", "hardware,os"
+    )
+    assert code == 3 and report["verdict"] == "incomplete"
+    for c in report["checks"]:
+        if c["phase"] == "os":
+            assert c["status"] == "skip" and "no VM config" in c["details"]["reason"], c
+        elif c["id"].startswith("hardware."):
+            assert c["status"] == "pass", c
+
+
+@pytest.mark.parametrize("phases", ["hardware", " hardware ,"])
 def test_phases_hardware(capsys, phases: str, real_quote: Path, real_collateral: Path) -> None:
     code, report, _ = run_json(
         capsys, "verify", real_quote, "--collateral", real_collateral, "--at", REAL_AT, "--phases", phases

@@ -21,4 +21,9 @@ OTHER_CHECKS = [
     "source.compose_hash",
     "source.mr_config_id",
     "source.onchain_registry",
+    "os.image_hash",
+    "os.mrtd",
+    "os.rtmr0",
+    "os.rtmr1",
+    "os.rtmr2",
 ]

@@ -756,7 +756,7 @@ def measurement(**changes: object) -> Measurement:
         "rtmr2": b"\x80" * 48,
         "events": [
             ExpectedEvent(
-                register="rtmr0", index=0, digest=b"\xfe" * 48, what="TD HOB", source="image", event_type=0x8000000A
+                rtmr="rtmr0", index=0, digest=b"\xfe" * 48, what="TD HOB", source="image", event_type=0x8000000A
             )
         ],
         "mrtd_variant": "two_pass",

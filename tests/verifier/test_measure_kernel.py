@@ -240,7 +240,7 @@ def test_rtmr1_modern_kernel_matches_reference_and_places_the_initrd(tmp_path):
     assert [e.digest for e in events] == expected
     assert replay_digests(e.digest for e in events) == ref_extend(expected)
     assert [e.index for e in events] == [0, 1, 2, 3, 4]
-    assert {e.register for e in events} == {"rtmr1"}
+    assert {e.rtmr for e in events} == {"rtmr1"}
     assert events[0].what == KERNEL_EVENT_WHAT and events[0].source == "image"
     assert [e.event_type for e in events] == [EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_ACTION, EV_SEPARATOR,
                                               EV_EFI_ACTION, EV_EFI_ACTION]
@@ -476,7 +476,7 @@ def test_rtmr2_matches_reference(tmp_path):
     expected = ref_rtmr2(CMDLINE, initrd)
     assert [e.digest for e in events] == expected
     assert ref_extend(expected) == replay_digests(e.digest for e in events)
-    assert [(e.register, e.index, e.event_type, e.source) for e in events] == [
+    assert [(e.rtmr, e.index, e.event_type, e.source) for e in events] == [
         ("rtmr2", 0, EV_EVENT_TAG, "image"), ("rtmr2", 1, EV_EVENT_TAG, "image")]
     assert "command line" in events[0].what and "initrd" in events[1].what
     assert file_sha384(path) == (hashlib.sha384(initrd).digest(), len(initrd))

@@ -333,6 +333,13 @@ def test_huge_sections_are_refused_before_hashing() -> None:
     assert _error(build_firmware(tuple(sections)).data).field == "TDVF sections"
 
 
+def test_huge_page_aug_section_costs_nothing() -> None:
+    # PAGE_AUG pages are neither added nor extended: a 2^60-byte one must not be walked page by page.
+    sections = list(SECTIONS)
+    sections[6] = replace(SECTIONS[6], mem_size=1 << 60)
+    assert mrtd_candidates(build_firmware(tuple(sections)).data) == mrtd_candidates(build_firmware().data)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, IMAGE_SIZE - 1), st.integers(0, 255)), min_size=1, max_size=6))
 def test_fuzzed_firmware_parses_or_fails_cleanly(patches: list[tuple[int, int]]) -> None:

@@ -267,7 +267,8 @@ def _os_checks(ev: EntityEvidence, quote: Quote, state: _SourceState, options: V
     from .measure.lite import measure_lite
 
     vm = ev.vm_config
-    if vm is None:
+    images = options.images or ImageOptions()
+    if vm is None or (images.image_dir is None and not vm.get("os_image_hash") and "tdx_measurement" not in vm):
         state.absent.update(OS_CHECKS)
         reason = "no VM config given (a GetQuote or attestation JSON carries it): the OS image is unknown"
         return [_skip(check_id, ev.entity, "os", reason) for check_id in OS_CHECKS]

@@ -195,7 +195,8 @@ def _allocate(file: str, align: int, zone: int) -> bytes:
 
 
 def _add_pointer(pointer_file: str, pointee_file: str, offset: int, size: int) -> bytes:
-    return struct.pack("<I", 2) + _name(pointer_file) + _name(pointee_file) + struct.pack("<IB", offset, size) + bytes(7)
+    names = _name(pointer_file) + _name(pointee_file)
+    return struct.pack("<I", 2) + names + struct.pack("<IB", offset, size) + bytes(7)
 
 
 def _add_checksum(file: str, result_offset: int, start: int, length: int) -> bytes:

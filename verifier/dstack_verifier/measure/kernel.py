@@ -314,10 +314,10 @@ def rtmr1_events(kernel_digest: bytes, source: DigestSource = "image") -> list[E
     if len(kernel_digest) != 48:
         raise InputError(f"the kernel digest is {len(kernel_digest)} bytes, expected 48 (SHA-384)",
                          field="kernel_authenticode")
-    events = [ExpectedEvent(register="rtmr1", index=0, digest=kernel_digest, what=KERNEL_EVENT_WHAT, source=source,
+    events = [ExpectedEvent(rtmr="rtmr1", index=0, digest=kernel_digest, what=KERNEL_EVENT_WHAT, source=source,
                             event_type=EV_EFI_BOOT_SERVICES_APPLICATION)]
     for index, (text, event_type, what) in enumerate(RTMR1_CONSTANTS, start=1):
-        events.append(ExpectedEvent(register="rtmr1", index=index, digest=hashlib.sha384(text).digest(), what=what,
+        events.append(ExpectedEvent(rtmr="rtmr1", index=index, digest=hashlib.sha384(text).digest(), what=what,
                                     source="constant", event_type=event_type))
     return events
 

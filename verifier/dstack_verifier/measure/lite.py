@@ -21,17 +21,17 @@ from typing import Any
 from ..errors import InputError
 from ..eventlog import Event
 from .cbor import decode_cbor
-from .model import DigestSource, ExpectedEvent, Measurement
+from .kernel import rtmr1_events
+from .model import Measurement
 from .rtmr0 import (
     DIGEST_BYTES,
-    EV_SEPARATOR,
-    SEPARATOR_DIGEST,
     SUPPORTED_OVMF_VARIANTS,
     AcpiDigests,
     acpi_from_event_log,
     replay_digests,
     rtmr0_events,
 )
+from .rtmr2 import rtmr2_events_from_digests
 from .tdhob import decode_witness, td_hob_digest
 from .tdvf import MRTD_VARIANTS, qemu_options
 
@@ -45,14 +45,6 @@ MAX_SHOWN_ENTRIES = 64
 # exactly 2 GiB and from 0xB0000000 up QEMU places the initrd below the same 2 GiB limit.
 LITE_MEMORY_EXACT = 0x80000000
 LITE_MEMORY_HIGH = 0xB0000000
-
-# RTMR1 (spec §4): the kernel, then four fixed events of OVMF and the kernel's EFI stub.
-EV_EFI_BOOT_SERVICES_APPLICATION = 0x80000003
-EV_EFI_ACTION = 0x80000007
-EV_EVENT_TAG = 0x6
-CALLING_EFI_APPLICATION = b"Calling EFI Application from Boot Option"
-EXIT_BOOT_SERVICES_INVOCATION = b"Exit Boot Services Invocation"
-EXIT_BOOT_SERVICES_SUCCESS = b"Exit Boot Services Returned with Success"
 
 _SOURCE = "vm_config"
 _DOC = MEASUREMENT_FILENAME
@@ -83,7 +75,8 @@ class LiteDocument:
     def to_json(self) -> dict[str, Any]:
         return {
             "version": self.version,
-            "image": {"cmdline_sha384": self.cmdline_sha384.hex(), "kernel_authenticode": self.kernel_authenticode.hex(),
+            "image": {"cmdline_sha384": self.cmdline_sha384.hex(),
+                      "kernel_authenticode": self.kernel_authenticode.hex(),
                       "initrd_sha384": self.initrd_sha384.hex()},
             "tdvf": {"ovmf": self.ovmf, "mrtd": {k: v.hex() for k, v in self.mrtd.items()},
                      "td_hob": self.td_hob.hex()},
@@ -246,36 +239,6 @@ def decode_measurement_document(data: bytes) -> LiteDocument:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# RTMR1 and RTMR2
-
-
-def rtmr1_events(kernel_authenticode: bytes, kernel_source: DigestSource) -> list[ExpectedEvent]:
-    sha384 = hashlib.sha384
-    rows: list[tuple[bytes, str, DigestSource, int]] = [
-        (kernel_authenticode, "the kernel image (Authenticode SHA-384 of the QEMU-patched bzImage)", kernel_source,
-         EV_EFI_BOOT_SERVICES_APPLICATION),
-        (sha384(CALLING_EFI_APPLICATION).digest(), "EFI action \"Calling EFI Application from Boot Option\"",
-         "constant", EV_EFI_ACTION),
-        (SEPARATOR_DIGEST, "separator", "constant", EV_SEPARATOR),
-        (sha384(EXIT_BOOT_SERVICES_INVOCATION).digest(), "EFI action \"Exit Boot Services Invocation\"", "constant",
-         EV_EFI_ACTION),
-        (sha384(EXIT_BOOT_SERVICES_SUCCESS).digest(), "EFI action \"Exit Boot Services Returned with Success\"",
-         "constant", EV_EFI_ACTION),
-    ]
-    return [ExpectedEvent(register="rtmr1", index=i, digest=d, what=w, source=s, event_type=t)
-            for i, (d, w, s, t) in enumerate(rows)]
-
-
-def rtmr2_events(cmdline_sha384: bytes, initrd_sha384: bytes, source: DigestSource) -> list[ExpectedEvent]:
-    return [
-        ExpectedEvent(register="rtmr2", index=0, digest=cmdline_sha384, what="the kernel command line",
-                      source=source, event_type=EV_EVENT_TAG),
-        ExpectedEvent(register="rtmr2", index=1, digest=initrd_sha384, what="the initrd", source=source,
-                      event_type=EV_EVENT_TAG),
-    ]
-
-
-# --------------------------------------------------------------------------------------------------------------------
 # Steps 1-11
 
 
@@ -318,8 +281,10 @@ def measure_lite(vm_config: Mapping[str, Any], events: Sequence[Event], *,
     layout = decode_witness(document.td_hob, source=_DOC)  # 9
     events0 = rtmr0_events(td_hob_digest(layout, memory_size), acpi_digests, td_hob_source="measurement-document",
                            ovmf_variant=document.ovmf)
+    # RTMR1 and RTMR2 events are built by kernel.py and rtmr2.py, so both paths describe them in the same words.
     events1 = rtmr1_events(document.kernel_authenticode, "measurement-document")  # 10
-    events2 = rtmr2_events(document.cmdline_sha384, document.initrd_sha384, "measurement-document")  # 11
+    events2 = rtmr2_events_from_digests(document.cmdline_sha384, document.initrd_sha384,  # 11
+                                        source="measurement-document")
     inputs = {
         "os_image_hash": vm_config["os_image_hash"].lower(),
         "memory_size": memory_size,

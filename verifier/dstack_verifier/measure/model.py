@@ -19,7 +19,7 @@ DigestSource = Literal["image", "event-log-only", "vm-config", "constant", "meas
 class ExpectedEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    register: Register
+    rtmr: Register  # which register (named so: `register` would shadow BaseModel's ABC method)
     index: int  # position within its register
     digest: bytes  # 48 bytes (SHA-384)
     what: str  # a person's words: "TD HOB", "EFI variable SecureBoot", "the kernel image", "ACPI tables"...
@@ -43,7 +43,7 @@ class Measurement(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict)  # os_image_hash, memory_size, cpu_count, qemu_version...
 
     def register_events(self, register: Register) -> list[ExpectedEvent]:
-        return [e for e in self.events if e.register == register]
+        return [e for e in self.events if e.rtmr == register]
 
     def value(self, register: str) -> bytes:
         return {"mrtd": self.mrtd, "rtmr0": self.rtmr0, "rtmr1": self.rtmr1, "rtmr2": self.rtmr2}[register]
@@ -59,7 +59,7 @@ class Measurement(BaseModel):
             "path": self.path,
             "inputs": self.inputs,
             "events": [
-                {"register": e.register, "index": e.index, "digest": e.digest.hex(), "what": e.what,
+                {"register": e.rtmr, "index": e.index, "digest": e.digest.hex(), "what": e.what,
                  "source": e.source, "event_type": e.event_type}
                 for e in self.events
             ],

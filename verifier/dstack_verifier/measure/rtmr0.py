@@ -131,8 +131,11 @@ def acpi_from_event_log(events: Sequence[Event]) -> AcpiDigests:
     candidates = [(i, e) for i, e in enumerate(events)
                   if e.imr == 0 and e.event_type == EV_PLATFORM_CONFIG_FLAGS and e.payload == ACPI_EVENT_PAYLOAD]
     if len(candidates) != 3:
-        raise InputError(f"expected exactly 3 RTMR0 \"ACPI DATA\" events, found {len(candidates)}",
-                         source="event log", field="ACPI DATA events")
+        names = [e.name for _, e in candidates]
+        missing = [n for n in ACPI_EVENT_NAMES if n not in names]
+        detail = f"; missing {', '.join(missing)}" if missing else ""
+        raise InputError(f"expected exactly 3 RTMR0 \"ACPI DATA\" events, found {len(candidates)}{detail}",
+                         source="event log", field=missing[0] if missing else "ACPI DATA events")
     found: dict[str, tuple[int, bytes]] = {}
     for name in ACPI_EVENT_NAMES:
         named = [(i, e) for i, e in candidates if e.name == name]
@@ -180,5 +183,5 @@ def rtmr0_events(td_hob_digest: bytes, acpi: AcpiDigests, *, td_hob_source: Dige
         (BOOT_ORDER_DIGEST, "BootOrder", "constant", EV_EFI_VARIABLE_BOOT),
         (BOOT0000_DIGEST, "Boot0000", "constant", EV_EFI_VARIABLE_BOOT),
     ]
-    return [ExpectedEvent(register="rtmr0", index=i, digest=digest, what=what, source=source, event_type=event_type)
+    return [ExpectedEvent(rtmr="rtmr0", index=i, digest=digest, what=what, source=source, event_type=event_type)
             for i, (digest, what, source, event_type) in enumerate(rows)]

@@ -59,9 +59,9 @@ def rtmr2_events_from_digests(cmdline_sha384: bytes, initrd_sha384: bytes,
         if len(digest) != 48:
             raise InputError(f"{len(digest)} bytes, expected 48 (SHA-384)", field=field)
     return [
-        ExpectedEvent(register="rtmr2", index=0, digest=cmdline_sha384, what=CMDLINE_WHAT, source=source,
+        ExpectedEvent(rtmr="rtmr2", index=0, digest=cmdline_sha384, what=CMDLINE_WHAT, source=source,
                       event_type=EV_EVENT_TAG),
-        ExpectedEvent(register="rtmr2", index=1, digest=initrd_sha384, what=INITRD_WHAT, source=source,
+        ExpectedEvent(rtmr="rtmr2", index=1, digest=initrd_sha384, what=INITRD_WHAT, source=source,
                       event_type=EV_EVENT_TAG),
     ]
 

@@ -80,7 +80,7 @@ def _read_varint(data: bytes, pos: int, what: str, source: str) -> tuple[int, in
         shift += 7
         if not byte & 0x80:
             break
-    # A trailing zero byte (e.g. 80 00) is an overlong encoding: the encoder never writes one, so neither do we read one.
+    # A final zero byte after others (e.g. 80 00) is an overlong encoding: the encoder never writes one.
     if pos - start > 1 and data[pos - 1] == 0:
         raise InputError(f"{what} is not in its shortest encoding", source=source, field=f"td_hob.{what}",
                          offset=start)

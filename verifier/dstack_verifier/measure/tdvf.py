@@ -243,6 +243,8 @@ def compute_mrtd(fw: bytes, variant: MrtdVariant, *, metadata: TdvfMetadata | No
     meta = metadata if metadata is not None else parse_tdvf(fw, source=source)
     h = hashlib.sha384()
     for section in meta.sections:
+        if section.page_aug and not section.mr_extend:
+            continue  # contributes nothing; its size is unbounded (PAGE_AUG pages are not counted by parse_tdvf)
         if variant == "two_pass":
             for page in range(section.pages):
                 _add_page(h, section, page)
