@@ -4,15 +4,23 @@
 
 The app "demo-app" as a dstack guest would present it:
   * getquote.json    the guest agent's GetQuote answer: a TDX quote v4, the event log (firmware events of RTMR0-2,
-                     then the dstack runtime events of RTMR3), report_data and vm_config;
+                     then the dstack runtime events of RTMR3), report_data and vm_config, which carries the OS
+                     image's TDX-lite material (its sha256sum.txt and measurement.tdx.cbor, spec §10);
   * app-compose.json the exact app-compose bytes whose sha256 is the compose-hash event and sits in mr_config_id;
   * app-cert.pem     the app's RA-TLS chain: leaf → "Dstack App CA" → self-signed "Dstack KMS CA", the leaf carrying
                      the quote, the event log, the app id and its usage; the quote's report_data binds the leaf key;
   * collateral.json  the DCAP collateral, and demo_root_ca.der, the self-made root that anchors quote and collateral.
 
 Order of construction (the quote and the leaf refer to each other): the KMS CA and App CA first (the KMS CA key is
-named by the key-provider event), then the event log and its replay into RTMR0-3, then the leaf key and from it
-report_data, then the quote, and last the leaf, issued with that quote inside.
+named by the key-provider event), then the OS image (its measurement document, and the checksum file whose sha256 is
+the os_image_hash), then the event log and its replay into RTMR0-3, then the leaf key and from it report_data, then
+the quote, and last the leaf, issued with that quote inside.
+
+The OS image is a stand-in too, but a consistent one: its measurement document holds seed-derived kernel, command
+line, initrd and MRTD digests and a realistic TD HOB witness, and the firmware events of RTMR0-2 are exactly the ones
+the verifier's own TDX-lite code (dstack_verifier.measure) expects for that document and this vm_config, so the OS
+checks pass by construction. The three ACPI digests are seed-derived and, as in a real TDX-lite boot, taken from the
+event log by the verifier.
 
 Deterministic: every key is derived from the seed, signatures are RFC 6979, dates come from the fixed instant, so two
 runs give byte-identical files. Nothing here is Intel's or a real KMS's: the pack verifies only against its own root
@@ -22,6 +30,7 @@ runs give byte-identical files. Nothing here is Intel's or a real KMS's: the pac
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import sys
@@ -34,6 +43,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from dstack_verifier.demo import DEMO_ANCHOR, DEMO_EVIDENCE, DEMO_FILES, DEMO_LABEL, DEMO_SCHEMA
+from dstack_verifier.measure.kernel import rtmr1_events
+from dstack_verifier.measure.lite import MEASUREMENT_FILENAME
+from dstack_verifier.measure.model import ExpectedEvent, Register
+from dstack_verifier.measure.rtmr0 import (
+    ACPI_EVENT_NAMES,
+    ACPI_EVENT_PAYLOAD,
+    EV_PLATFORM_CONFIG_FLAGS,
+    AcpiDigests,
+    replay_digests,
+    rtmr0_events,
+)
+from dstack_verifier.measure.rtmr2 import rtmr2_events_from_digests
+from dstack_verifier.measure.tdhob import TdHobLayout, encode_witness, td_hob_digest
+from dstack_verifier.measure.tdvf import MRTD_VARIANTS, qemu_options
 from dstack_verifier.synth import PkiOptions, derive_private_key, make_evidence
 from dstack_verifier.synth.der import octet_string
 
@@ -50,16 +73,6 @@ APP_DEPLOYED_BEFORE = 30 * DAY
 KMS_CREATED_BEFORE = 400 * DAY
 
 RUNTIME_EVENT_TYPE = 0x08000001
-EV_SEPARATOR = 0x00000004
-EV_IPL = 0x00000006
-EV_PLATFORM_CONFIG_FLAGS = 0x0000000A
-EV_EFI_VARIABLE_DRIVER_CONFIG = 0x80000001
-EV_EFI_VARIABLE_BOOT = 0x80000002
-EV_EFI_BOOT_SERVICES_APPLICATION = 0x80000003
-EV_EFI_ACTION = 0x80000007
-EV_EFI_PLATFORM_FIRMWARE_BLOB2 = 0x8000000A
-EV_EFI_HANDOFF_TABLES2 = 0x8000000B
-ACPI_DATA = b"ACPI DATA"
 
 # dstack RA-TLS certificate extensions (ra-tls crate): each value a DER OCTET STRING wrapping the raw bytes.
 OID_RATLS_QUOTE = "1.3.6.1.4.1.62397.1.1"
@@ -69,31 +82,36 @@ OID_RATLS_USAGE = "1.3.6.1.4.1.62397.1.4"
 RATLS_ORG = "dstack-inspector demo (synthetic, not a real KMS)"
 APP_DOMAIN = "demo-app.dstack.example"
 
-# The firmware part of the log, in the order OVMF/TDVF and the kernel measure it (the shape of a real legacy dstack
-# boot, as in the lite GetQuote fixture): (RTMR index, event type, event name, what the digest stands for).
-# EV_EFI_ACTION and EV_SEPARATOR digests are those of their well-known data; the others are seed-derived stand-ins.
-FIRMWARE_EVENTS: tuple[tuple[int, int, str, str | bytes], ...] = (
-    (0, EV_EFI_HANDOFF_TABLES2, "", "td-hob"),
-    (0, EV_EFI_PLATFORM_FIRMWARE_BLOB2, "", "tdvf-cfv"),
-    (0, EV_EFI_VARIABLE_DRIVER_CONFIG, "", "SecureBoot"),
-    (0, EV_EFI_VARIABLE_DRIVER_CONFIG, "", "PK"),
-    (0, EV_EFI_VARIABLE_DRIVER_CONFIG, "", "KEK"),
-    (0, EV_EFI_VARIABLE_DRIVER_CONFIG, "", "db"),
-    (0, EV_EFI_VARIABLE_DRIVER_CONFIG, "", "dbx"),
-    (0, EV_SEPARATOR, "", bytes(4)),
-    (0, EV_PLATFORM_CONFIG_FLAGS, "acpi-loader", "etc/table-loader"),
-    (0, EV_PLATFORM_CONFIG_FLAGS, "acpi-rsdp", "etc/acpi/rsdp"),
-    (0, EV_PLATFORM_CONFIG_FLAGS, "acpi-tables", "etc/acpi/tables"),
-    (1, EV_EFI_BOOT_SERVICES_APPLICATION, "", "kernel-authenticode"),
-    (0, EV_EFI_VARIABLE_BOOT, "", "BootOrder"),
-    (0, EV_EFI_VARIABLE_BOOT, "", "Boot0000"),
-    (1, EV_EFI_ACTION, "", b"Calling EFI Application from Boot Option"),
-    (1, EV_SEPARATOR, "", bytes(4)),
-    (2, EV_IPL, "", "kernel-cmdline"),
-    (2, EV_IPL, "", "initrd"),
-    (1, EV_EFI_ACTION, "", b"Exit Boot Services Invocation"),
-    (1, EV_EFI_ACTION, "", b"Exit Boot Services Returned with Success"),
+# The firmware part of the log, in the order OVMF/TDVF and the kernel's EFI stub measure it (the interleaving of a
+# real dstack boot, as in the lite GetQuote fixture): (register, index of the event within that register). RTMR0's
+# 13 events are interrupted by the kernel's Authenticode (RTMR1 #0) before BootOrder and Boot0000; RTMR2's command
+# line and initrd come after RTMR1's separator, before the two Exit Boot Services actions.
+FIRMWARE_ORDER: tuple[tuple[Register, int], ...] = (
+    *(("rtmr0", i) for i in range(11)),  # TD HOB, CFV, 5 EFI variables, separator, 3 ACPI DATA
+    ("rtmr1", 0),  # the kernel
+    ("rtmr0", 11),  # BootOrder
+    ("rtmr0", 12),  # Boot0000
+    ("rtmr1", 1),  # "Calling EFI Application from Boot Option"
+    ("rtmr1", 2),  # separator
+    ("rtmr2", 0),  # the kernel command line
+    ("rtmr2", 1),  # the initrd
+    ("rtmr1", 3),  # "Exit Boot Services Invocation"
+    ("rtmr1", 4),  # "Exit Boot Services Returned with Success"
 )
+_IMR: dict[Register, int] = {"rtmr0": 0, "rtmr1": 1, "rtmr2": 2}
+
+# The demo VM: 4 GiB (TDX-lite allows exactly 2 GiB or at least 0xB0000000), QEMU 8.2.2 (so two-pass MRTD).
+MEMORY_SIZE = 4 << 30
+QEMU_VERSION = "8.2.2"
+OVMF_VARIANT = "pre202505"
+# The accepted ranges of dstack's OVMF (its TD_HOB and TEMP_MEM sections, in 4 KiB pages' bytes) and the TD HOB's own
+# address: the layout the TdHobWitnessV1 of a real dstack image describes.
+TD_HOB_LAYOUT = TdHobLayout(
+    hob_base=0x809000,
+    ranges=((0x800000, 0x806000), (0x809000, 0x80B000), (0x80B000, 0x80D000), (0x810000, 0x820000)),
+)
+# The other files a dstack release's sha256sum.txt lists, before measurement.tdx.cbor (spec §8.1).
+IMAGE_FILES = ("ovmf.fd", "bzImage", "initramfs.cpio.gz", "metadata.json")
 
 DOCKER_COMPOSE = (
     "services:\n"
@@ -152,6 +170,84 @@ def _spki(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+# --------------------------------------------------------------------------------------------------- OS image
+
+
+def _cbor_head(major: int, argument: int) -> bytes:
+    """A CBOR item head in its shortest form (RFC 8949 §3, §4.2.1)."""
+    if argument < 24:
+        return bytes([major << 5 | argument])
+    for info, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if argument < 1 << (8 * width):
+            return bytes([major << 5 | info]) + argument.to_bytes(width, "big")
+    raise ValueError(f"{argument} does not fit a CBOR head")
+
+
+def cbor_encode(value: Any) -> bytes:
+    """Deterministic CBOR of what a measurement document holds: definite-length maps with text keys (kept in the
+    order given), text and byte strings, unsigned integers. Anything else is a programming error."""
+    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+        raise TypeError(f"not encodable here: {value!r}")
+    if isinstance(value, int):
+        return _cbor_head(0, value)
+    if isinstance(value, bytes):
+        return _cbor_head(2, len(value)) + value
+    if isinstance(value, str):
+        text = value.encode()
+        return _cbor_head(3, len(text)) + text
+    if isinstance(value, dict):
+        out = _cbor_head(5, len(value))
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"map keys must be text, got {key!r}")
+            out += cbor_encode(key) + cbor_encode(item)
+        return out
+    raise TypeError(f"not encodable here: {type(value).__name__}")
+
+
+def measurement_document() -> dict[str, Any]:
+    """measurement.tdx.cbor version 3 (spec §10.1), keys in dstack's order, its digests seed-derived stand-ins."""
+    return {
+        "version": 3,
+        "image": {
+            "cmdline_sha384": _derived("os-image/cmdline", 48),
+            "kernel_authenticode": _derived("os-image/kernel-authenticode", 48),
+            "initrd_sha384": _derived("os-image/initrd", 48),
+        },
+        "tdvf": {
+            "ovmf": OVMF_VARIANT,
+            "mrtd": {variant: _derived(f"os-image/mrtd/{variant}", 48) for variant in MRTD_VARIANTS},
+            "td_hob": encode_witness(TD_HOB_LAYOUT),
+        },
+    }
+
+
+def checksum_file(measurement: bytes) -> bytes:
+    """The image's sha256sum.txt: `sha256sum` lines for its files, measurement.tdx.cbor with its real sha256."""
+    lines = [f"{hashlib.sha256(f'{SEED}/os-image/{name}'.encode()).hexdigest()}  {name}\n" for name in IMAGE_FILES]
+    lines.append(f"{hashlib.sha256(measurement).hexdigest()}  {MEASUREMENT_FILENAME}\n")
+    return "".join(lines).encode()
+
+
+def acpi_digests() -> AcpiDigests:
+    """Seed-derived digests of QEMU's ACPI blobs, which the verifier can only take from the event log."""
+    loader, rsdp, tables = (_sha384(f"{SEED}/rtmr0/{blob}".encode())
+                            for blob in ("etc/table-loader", "etc/acpi/rsdp", "etc/acpi/tables"))
+    return AcpiDigests(loader=loader, rsdp=rsdp, tables=tables, source="event-log-only",
+                       note="seed-derived stand-ins for the demo's ACPI blobs")
+
+
+def expected_events(document: dict[str, Any]) -> list[ExpectedEvent]:
+    """RTMR0-2's events as the verifier's TDX-lite path expects them for this document and the demo VM."""
+    image = document["image"]
+    return [
+        *rtmr0_events(td_hob_digest(TD_HOB_LAYOUT, MEMORY_SIZE), acpi_digests(),
+                      td_hob_source="measurement-document", ovmf_variant=OVMF_VARIANT),
+        *rtmr1_events(image["kernel_authenticode"], "measurement-document"),
+        *rtmr2_events_from_digests(image["cmdline_sha384"], image["initrd_sha384"], source="measurement-document"),
+    ]
+
+
 # --------------------------------------------------------------------------------------------------- event log
 
 
@@ -166,13 +262,19 @@ def runtime_digest(name: str, payload: bytes) -> bytes:
     return _sha384(RUNTIME_EVENT_TYPE.to_bytes(4, "little") + b":" + name.encode() + b":" + payload)
 
 
-def firmware_events() -> list[dict[str, Any]]:
-    """RTMR0-2 events as GetQuote serves them: digests kept, payloads emptied except the ACPI DATA marker."""
+def firmware_events(expected: list[ExpectedEvent]) -> list[dict[str, Any]]:
+    """RTMR0-2 events as GetQuote serves them, in boot order: digests kept, payloads emptied except the ACPI DATA
+    marker of the three ACPI events, which the guest labels acpi-loader, acpi-rsdp and acpi-tables."""
+    by_position = {(e.rtmr, e.index): e for e in expected}
+    assert len(by_position) == len(FIRMWARE_ORDER) and set(by_position) == set(FIRMWARE_ORDER)
+    acpi_names = iter(ACPI_EVENT_NAMES)
     out = []
-    for imr, event_type, name, measured in FIRMWARE_EVENTS:
-        data = measured if isinstance(measured, bytes) else f"{SEED}/rtmr{imr}/{measured}".encode()
-        payload = ACPI_DATA if event_type == EV_PLATFORM_CONFIG_FLAGS else b""
-        out.append(_event(imr, event_type, name, _sha384(data), payload))
+    for position in FIRMWARE_ORDER:
+        e = by_position[position]
+        assert e.event_type is not None
+        acpi = e.event_type == EV_PLATFORM_CONFIG_FLAGS
+        out.append(_event(_IMR[e.rtmr], e.event_type, next(acpi_names) if acpi else "", e.digest,
+                          ACPI_EVENT_PAYLOAD if acpi else b""))
     return out
 
 
@@ -264,18 +366,47 @@ def build_files(now: int) -> tuple[dict[str, bytes], dict[str, Any]]:
     leaf_key = derive_private_key(SEED, "dstack-app-ratls-leaf")
     kms_spki = _spki(kms_key)
 
-    # The app: its on-chain id (a DstackApp contract address), this instance, its image and KMS.
+    # The OS image: its measurement document, listed in its sha256sum.txt, whose sha256 is the os_image_hash.
+    document = measurement_document()
+    measurement = cbor_encode(document)
+    checksums = checksum_file(measurement)
+    os_image_hash = hashlib.sha256(checksums).digest()
+    vm_config = {
+        "os_image_hash": os_image_hash.hex(),
+        "cpu_count": 2,
+        "memory_size": MEMORY_SIZE,
+        "qemu_version": QEMU_VERSION,
+        "pci_hole64_size": 0,
+        "hugepages": False,
+        "num_gpus": 0,
+        "num_nvswitches": 0,
+        "hotplug_off": False,
+        "image": "dstack-0.6.0",
+        "host_share_mode": "9p",
+        "ovmf_variant": OVMF_VARIANT,
+        "tdx_attestation_variant": "lite",
+        "tdx_measurement": {"checksum_file": base64.b64encode(checksums).decode(),
+                            "measurement": base64.b64encode(measurement).decode()},
+        "spec_version": 1,
+    }
+    # MRTD: the candidate dstack picks for this QEMU (spec §2.3).
+    mrtd_variant = "two_pass" if qemu_options(vm_config).two_pass else "single_pass"
+    mrtd = document["tdvf"]["mrtd"][mrtd_variant]
+
+    # The app: its on-chain id (a DstackApp contract address), this instance and its KMS.
     app_id = _derived("app-contract", 20)
     compose_hash = hashlib.sha256(DEMO_COMPOSE).digest()
     instance_id = hashlib.sha256(_derived("instance-id-seed", 32) + app_id).digest()[:20]
-    os_image_hash = hashlib.sha256(f"{SEED}/os-image/sha256sum.txt".encode()).digest()
     key_provider = json.dumps({"name": "kms", "id": kms_spki.hex()}, separators=(",", ":")).encode()
     app = {"app_id": app_id, "compose_hash": compose_hash, "instance_id": instance_id,
            "os_image_hash": os_image_hash, "key_provider": key_provider}
 
-    firmware = firmware_events()
+    expected = expected_events(document)
+    firmware = firmware_events(expected)
     runtime = runtime_events(app)
     rtmr = replay(firmware, runtime)
+    for imr, register in enumerate(("rtmr0", "rtmr1", "rtmr2")):  # the log's replay is the verifier's expectation
+        assert rtmr[imr] == replay_digests(e.digest for e in expected if e.rtmr == register), register
     # GetQuote blanks the digests of runtime events: a verifier recomputes them from (type, name, payload).
     log = firmware + [_event(3, RUNTIME_EVENT_TYPE, name, b"", payload) for name, payload in runtime]
     event_log = json.dumps(log, separators=(",", ":"))
@@ -293,7 +424,7 @@ def build_files(now: int) -> tuple[dict[str, bytes], dict[str, Any]]:
         pki_options=PkiOptions(name_prefix="Demo SGX", root_cn=ROOT_CN),
         report={
             "mr_seam": _derived("mr-seam", 48),
-            "mr_td": _derived("mr-td", 48),
+            "mr_td": mrtd,
             "mr_config_id": b"\x01" + compose_hash + bytes(15),
             "rt_mr0": rtmr[0],
             "rt_mr1": rtmr[1],
@@ -323,21 +454,6 @@ def build_files(now: int) -> tuple[dict[str, bytes], dict[str, Any]]:
                    (_ratls_ext(OID_RATLS_USAGE, b"app:custom"), False)])
     chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, app_ca, kms_ca))
 
-    vm_config = {
-        "os_image_hash": os_image_hash.hex(),
-        "cpu_count": 2,
-        "memory_size": 4 << 30,
-        "qemu_version": "8.2.2",
-        "pci_hole64_size": 0,
-        "hugepages": False,
-        "num_gpus": 0,
-        "num_nvswitches": 0,
-        "hotplug_off": False,
-        "image": "dstack-0.6.0",
-        "host_share_mode": "9p",
-        "ovmf_variant": "pre202505",
-        "spec_version": 1,
-    }
     getquote = {
         "quote": evidence.quote.hex(),
         "event_log": event_log,
@@ -356,6 +472,8 @@ def build_files(now: int) -> tuple[dict[str, bytes], dict[str, Any]]:
         "compose_hash": compose_hash.hex(),
         "instance_id": instance_id.hex(),
         "os_image_hash": os_image_hash.hex(),
+        "measurement_sha256": hashlib.sha256(measurement).hexdigest(),
+        "mrtd_variant": mrtd_variant,
         "kms_ca_spki_sha256": hashlib.sha256(kms_spki).hexdigest(),
         "ratls_leaf_spki_sha256": hashlib.sha256(_spki(leaf_key)).hexdigest(),
         "quote_sha256": hashlib.sha256(evidence.quote).hexdigest(),
@@ -376,10 +494,11 @@ def build(out: Path) -> dict[str, str]:
         "verified_at": INSTANT,
         "description": (
             "Synthetic dstack app 'demo-app' made by packaging/make_demo.py from seed "
-            f"{SEED!r}: a GetQuote answer (TDX quote v4, event log, vm_config), its app-compose, its RA-TLS "
-            "certificate chain (leaf → Dstack App CA → Dstack KMS CA, a demo KMS key) and DCAP collateral. It "
-            f"verifies only against its own root CA ({ROOT_CN}), at {INSTANT}: it shows what the inspector does "
-            "and proves nothing about any real machine, KMS or app."
+            f"{SEED!r}: a GetQuote answer (TDX quote v4, event log, vm_config with the TDX-lite measurement of a "
+            "stand-in OS image), its app-compose, its RA-TLS certificate chain (leaf → Dstack App CA → Dstack KMS "
+            f"CA, a demo KMS key) and DCAP collateral. It verifies only against its own root CA ({ROOT_CN}), at "
+            f"{INSTANT}: it shows what the inspector does and proves nothing about any real machine, OS image, KMS "
+            "or app."
         ),
         "seed": SEED,
         "app": facts,

@@ -95,15 +95,16 @@ def test_selecting_a_group_summarises_it(window, qtbot):
     assert window.details_pane.current_check is None
     assert window.details_pane.title.text() == "App"
     # Every check of the demo app passes but the on-chain one, which has no chain to ask.
-    assert len(report.checks) == 16
-    assert window.details_pane.summary.text() == "16 checks: 15 pass, 1 skip."
+    assert len(report.checks) == 21
+    assert window.details_pane.summary.text() == "21 checks: 20 pass, 1 skip."
     skipped = [c.id for c in report.checks if c.status is CheckStatus.SKIP]
     assert skipped == ["source.onchain_registry"]
-    # The App group holds a Hardware group (the quote, its event log, the RA-TLS binding) and a Source one.
+    # The App group holds a Hardware group (the quote, its event log, the RA-TLS binding), a Source one and an OS one
+    # (the image hash, MRTD and RTMR0-2 from the TDX-lite measurement document).
     model = view.model()
     phases = {model.index(i, 0, group).data(): model.rowCount(model.index(i, 0, group))
               for i in range(model.rowCount(group))}
-    assert phases == {"Hardware": 13, "Source code": 3}
+    assert phases == {"Hardware": 13, "Source code": 3, "OS": 5}
 
 
 def test_selecting_a_source_check_shows_the_compose_hash(window, qtbot):
@@ -114,6 +115,20 @@ def test_selecting_a_source_check_shows_the_compose_hash(window, qtbot):
     details = window.details_pane
     assert details.current_check == check and details.status_pill.text() == "PASS"
     assert check.details["match"] and check.details["compose"]["name"] == "demo-app"
+
+
+def test_selecting_an_os_check_shows_the_image_it_rests_on(window, qtbot):
+    window.load_demo()
+    report = wait_for_verdict(qtbot, window, "pass")
+    assert window.checks_pane.select_check("os.rtmr0")
+    check = next(c for c in report.checks if c.id == "os.rtmr0")
+    details = window.details_pane
+    assert details.current_check == check and details.status_pill.text() == "PASS"
+    image_hash = report.entities["app"]["vm_config"]["os_image_hash"]
+    assert details.anchor.text().startswith(f"image:{image_hash} — rests on the OS image with hash {image_hash}")
+    assert "taken from the event log" in details.summary.text()
+    # The check links to the register it recomputed.
+    assert "body.rtmr0" in details.evidence.text()
 
 
 def test_mrtd_field_highlights_its_bytes(window, qtbot):

@@ -1,9 +1,12 @@
 """The demo evidence pack: one complete app entity that verifies at its instant against its own (non-Intel) root,
-every check passing but the on-chain one (no chain given), and it is reproducible."""
+every check passing but the on-chain one (no chain given), the OS ones included (its vm_config carries the TDX-lite
+material of a stand-in OS image), and it is reproducible."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -14,10 +17,14 @@ import pytest
 from cryptography.x509.oid import NameOID
 from dstack_verifier.demo import DEMO_ANCHOR, DEMO_EVIDENCE, DEMO_FILES, DEMO_LABEL, load_demo
 from dstack_verifier.errors import InputError
+from dstack_verifier.measure.cbor import decode_cbor
+from dstack_verifier.measure.lite import decode_measurement_document
 from dstack_verifier.model import CheckStatus, Verdict
 from dstack_verifier.ratls import decode_ratls, spki_der
 from dstack_verifier.resources import resource_path
-from dstack_verifier.verification import VerifyOptions, load_anchor, verify_evidence
+from dstack_verifier.verification import OS_CHECKS, VerifyOptions, load_anchor, verify_evidence
+
+from tests.support.fixtures import fixture_path
 
 ROOT = Path(__file__).resolve().parents[2]
 MAKE_DEMO = ROOT / "packaging" / "make_demo.py"
@@ -39,19 +46,86 @@ def _verify_demo():
     return demo, verify_evidence(demo.items, VerifyOptions(now=demo.now, anchor=demo.anchor, offline=True))
 
 
+def _make_demo_module():
+    spec = importlib.util.spec_from_file_location("make_demo", MAKE_DEMO)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_demo_verifies_to_pass_at_its_instant():
     demo, report = _verify_demo()
     assert demo.now == 1_780_272_000  # 2026-06-01T00:00:00Z
     assert report.verdict is Verdict.PASS
     ids = [c.id for c in report.checks]
-    assert len(ids) == len(set(ids)) == 16
-    assert APP_CHECKS <= set(ids)
-    assert all(i.startswith("hardware.") for i in set(ids) - APP_CHECKS)
+    assert len(ids) == len(set(ids)) == 21
+    assert APP_CHECKS <= set(ids) and set(OS_CHECKS) <= set(ids)
+    assert all(i.startswith("hardware.") for i in set(ids) - APP_CHECKS - set(OS_CHECKS))
     # Every check passes, but the on-chain one: the demo names no chain, and the verdict does not need it.
     not_passed = {c.id: c.status for c in report.checks if c.status is not CheckStatus.PASS}
     assert not_passed == {"source.onchain_registry": CheckStatus.SKIP}
     assert report.policy["trust_anchor"]["intel"] is False
     assert "intel-root" not in {c.anchor for c in report.checks}
+
+
+def test_demo_os_checks_pass_from_its_tdx_lite_material():
+    demo, report = _verify_demo()
+    checks = {c.id: c for c in report.checks}
+    assert {i: checks[i].status for i in OS_CHECKS} == dict.fromkeys(OS_CHECKS, CheckStatus.PASS)
+    assert all(checks[i].phase == "os" for i in OS_CHECKS)
+    # The image the VM names is the one whose checksum file the vm_config carries, and the hardware measured it.
+    quote = next(e for e in demo.items if e.kind == "getquote")
+    vm_config = json.loads(quote.json["vm_config"])
+    checksum_file = base64.b64decode(vm_config["tdx_measurement"]["checksum_file"], validate=True)
+    measurement = base64.b64decode(vm_config["tdx_measurement"]["measurement"], validate=True)
+    image_hash = hashlib.sha256(checksum_file).hexdigest()
+    assert vm_config["os_image_hash"] == image_hash
+    assert report.entities["app"]["app_info"]["os_image_hash"] == image_hash
+    assert f"{hashlib.sha256(measurement).hexdigest()}  measurement.tdx.cbor\n" in checksum_file.decode()
+    image = checks["os.image_hash"]
+    assert image.anchor == f"image:{image_hash}" and image.details["path"] == "tdx-lite"
+    assert image.details["problems"] == []
+    assert image.details["hardware_measured"] == image.details["vm_config_os_image_hash"] == image_hash
+    # A version 3 document, for a memory size TDX-lite accepts; QEMU 8.2.2 selects the two-pass MRTD.
+    document = decode_measurement_document(measurement)
+    assert document.version == 3 and document.ovmf == vm_config["ovmf_variant"] == "pre202505"
+    assert document.unknown_keys == ()
+    assert vm_config["memory_size"] == 0x80000000 or vm_config["memory_size"] >= 0xB0000000
+    measured = report.entities["app"]["measurement"]
+    assert (measured["path"], measured["mrtd_variant"], measured["acpi_source"]) == (
+        "tdx-lite", "two_pass", "event-log-only")
+    assert checks["os.mrtd"].details["expected"] == document.mrtd["two_pass"].hex()
+    assert report.entities["app"]["quote"]["mrtd"] == document.mrtd["two_pass"].hex()
+    # Every expected firmware event is the logged one, register by register: 13, 5 and 2 events.
+    for register, count in (("os.rtmr0", 13), ("os.rtmr1", 5), ("os.rtmr2", 2)):
+        details = checks[register].details
+        assert details["logged_events"] == len(details["events"]) == count, register
+        assert all(row["match"] for row in details["events"]), register
+        assert details["expected"] == details["quoted"], register
+    assert checks["os.rtmr1"].details["events"][0]["expected"] == document.kernel_authenticode.hex()
+    assert [row["expected"] for row in checks["os.rtmr2"].details["events"]] == [
+        document.cmdline_sha384.hex(), document.initrd_sha384.hex()]
+    # The ACPI digests cannot be recomputed offline: RTMR0 says it took them from the event log.
+    rtmr0 = checks["os.rtmr0"]
+    assert rtmr0.details["taken_from_event_log"] == ["ACPI loader commands (etc/table-loader)", "ACPI RSDP",
+                                                     "ACPI tables"]
+    assert "taken from the event log" in rtmr0.summary
+    assert [row["source"] for row in rtmr0.details["events"]].count("event-log-only") == 3
+
+
+def test_demo_cbor_encoder_reproduces_dstacks_document():
+    # The demo's tiny CBOR encoder writes a document the way dstack-mr does: the fixture's 384 bytes, decoded and
+    # encoded again, come back byte for byte.
+    make_demo = _make_demo_module()
+    getquote = json.loads(fixture_path("dstack", "tdx-lite-getquote.json").read_text())
+    fixture = base64.b64decode(json.loads(getquote["vm_config"])["tdx_measurement"]["measurement"])
+    assert make_demo.cbor_encode(decode_cbor(fixture)) == fixture
+    for value in (0, 23, 24, 255, 256, 65_535, 65_536, (1 << 32) - 1, 1 << 32, (1 << 64) - 1, "", b"", {}):
+        assert decode_cbor(make_demo.cbor_encode(value)) == value
+    for bad in (-1, True, 1.5, [1], {1: 2}):
+        with pytest.raises(TypeError):
+            make_demo.cbor_encode(bad)
 
 
 def test_demo_is_one_complete_app():
