@@ -56,7 +56,7 @@ def take_screenshot(window: MainWindow, path: Path) -> bool:
     # Show the linked panes in the picture: a check with nested details (unless there is a finding to show, which
     # the window has selected already), and the MRTD field with its bytes.
     if window.report is not None and window.findings_badge.findings == 0:
-        window.checks_pane.select_check("hardware.pck_chain")
+        window.checks_pane.select_check("os.rtmr0")
     window.quote_pane.select_field("body.mrtd")
     QApplication.processEvents()
     path.parent.mkdir(parents=True, exist_ok=True)
