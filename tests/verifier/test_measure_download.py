@@ -127,9 +127,12 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if drop is not None:
                 chunk = chunk[:drop]
-            for i in range(0, len(chunk), 32 * 1024):
-                self.wfile.write(chunk[i : i + 32 * 1024])
-            self.wfile.flush()
+            try:
+                for i in range(0, len(chunk), 32 * 1024):
+                    self.wfile.write(chunk[i : i + 32 * 1024])
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped reading (size limit, cancel): expected
             self.close_connection = True
 
     return Handler

@@ -379,12 +379,16 @@ def fetch_image(
 
     With an ``os_image_hash`` the result's sha256(sha256sum.txt) equals it; with only a version the image is as
     published on GitHub (TLS is then the only anchor) and is cached under the hash it turns out to have.
-    ``archive_sha256`` pins the archive bytes when known. The candidate URLs (:func:`image_urls`) are tried in
+    ``archive_sha256`` pins the archive bytes when known (it applies to every candidate URL, so pass it with the
+    inputs that select one scheme). The candidate URLs (:func:`image_urls`) are tried in
     order while they fail at the network level (not found, connection...); an archive that arrives but is
     unsafe or does not verify stops the fetch with that error, since it is a finding in itself.
 
-    Raises OfflineError (offline and not cached), DownloadCancelled / ImageError (cancelled), HashMismatchError
-    (archive_sha256), UnsafeArchiveError, ImageVerificationError / ImageHashMismatch, ImageFetchError.
+    Raises OfflineError (offline and not cached), DownloadCancelled (while downloading or extracting; a partial
+    download is kept for a resume), HashMismatchError (archive_sha256), UnsafeArchiveError, ImageVerificationError
+    / ImageHashMismatch, ImageFetchError (every candidate failed at the network level). Nothing is left in the cache
+    after an error but a resumable ``downloads/*.part``. Wrap the use of the folder in ``cache.hold(hash)`` when
+    other images may be fetched meanwhile.
     """
     expected = normalise_image_hash(os_image_hash) if os_image_hash is not None else None
     name = image_name(os_version) if os_version is not None else None
