@@ -8,6 +8,7 @@ reviewer is rendered once per certificate from the same bytes.
 from __future__ import annotations
 
 import functools
+import re
 from typing import NamedTuple
 
 from cryptography import x509
@@ -24,6 +25,7 @@ _SHORT_NAMES = {
     "2.5.4.5": "serialNumber",
     "0.9.2342.19200300.100.1.25": "DC",
 }
+_SHORT_BY_DER = {der.encode_oid(oid): short for oid, short in _SHORT_NAMES.items()}  # skips decoding common OIDs
 _TAG_CONTEXT_0 = 0xA0
 
 
@@ -83,8 +85,11 @@ def _value_text(tlv: der.Tlv) -> str:
     return "#" + tlv.value.hex()
 
 
+_SPECIAL = re.compile(r'[,+"\\<>;=]')
+
+
 def _escape(value: str) -> str:
-    out = "".join("\\" + ch if ch in ',+"\\<>;=' else ch for ch in value)
+    out = _SPECIAL.sub(lambda m: "\\" + m.group(), value)
     if out.startswith(("#", " ")):
         out = "\\" + out
     if out.endswith(" "):
@@ -101,8 +106,8 @@ def attributes(name_der: bytes) -> tuple[tuple[str, str], ...]:
             for atv in der.read_tlvs(rdn.value):
                 parts = der.read_tlvs(atv.value)
                 if len(parts) == 2 and parts[0].tag == der.TAG_OID:
-                    oid = der.decode_oid(parts[0].value)
-                    out.append((_SHORT_NAMES.get(oid, oid), _value_text(parts[1])))
+                    short = _SHORT_BY_DER.get(parts[0].value) or der.decode_oid(parts[0].value)
+                    out.append((short, _value_text(parts[1])))
     except der.DerError:
         out.append(("?", "malformed name"))
     return tuple(out)
