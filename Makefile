@@ -17,6 +17,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/hardware.py
 	$(BIN)/python bench/eventlog.py
+	$(BIN)/python bench/measure.py
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh

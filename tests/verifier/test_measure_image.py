@@ -25,9 +25,10 @@ from dstack_verifier.measure.image_check import check_image_hash, check_image_ha
 from dstack_verifier.measure.kernel import measure_rtmr1
 from dstack_verifier.measure.rtmr2 import file_sha384, measure_rtmr2
 from dstack_verifier.model import Anchor, CheckStatus
+from dstack_verifier.synth.image import make_bzimage
 
 from tests.support.fixtures import fixture_path
-from tests.verifier.test_measure_kernel import make_bzimage, ref_rtmr1, ref_rtmr2
+from tests.verifier.test_measure_kernel import ref_rtmr1, ref_rtmr2
 
 GiB = 1 << 30
 CMDLINE = "console=ttyS0 init=/init panic=1 dstack.rootfs_hash=" + "cd" * 32 + " dstack.rootfs_size=4096"

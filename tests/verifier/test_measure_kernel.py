@@ -2,7 +2,7 @@
 
 The expected values come from a second, deliberately plain implementation below (`ref_*`), written straight from
 the spec text (dstack-measurement §4, §5) over bytes in memory; it shares no code with kernel.py or rtmr2.py.
-Synthetic bzImages are PE32(+) files with a Linux setup header, built here.
+Synthetic bzImages are PE32(+) files with a Linux setup header, built by `dstack_verifier.synth.image`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from dstack_verifier.measure.rtmr2 import (
     rtmr2_events_from_digests,
 )
 from dstack_verifier.quote.structure import parse_quote
+from dstack_verifier.synth.image import make_bzimage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -187,40 +188,7 @@ def ref_rtmr2(cmdline: str, initrd: bytes) -> list[bytes]:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Synthetic bzImages
-
-
-def make_bzimage(*, protocol: int = 0x20F, loadflags: int = 0x01, xloadflags: int = 0x7F,
-                 initrd_addr_max: int = 0x7FFFFFFF, pe32_plus: bool = True,
-                 sections: tuple[tuple[int, int], ...] = ((0x1000, 0x2000), (0x400, 0xC00), (0x3000, 0x0)),
-                 size: int = 0x4003, size_of_headers: int = 0x400, cert: tuple[int, int] = (0, 0),
-                 seed: int = 1) -> bytes:
-    """A PE image with a Linux setup header, like an EFI-stub bzImage: random bytes with the fields laid over."""
-    data = bytearray(random.Random(seed).randbytes(size))
-    data[0:2] = b"MZ"
-    struct.pack_into("<I", data, 0x3C, 0x40)
-    data[0x40:0x44] = b"PE\0\0"
-    coff = 0x44
-    optsz = (112 if pe32_plus else 96) + 6 * 8
-    struct.pack_into("<HH", data, coff, 0x8664 if pe32_plus else 0x14C, len(sections))
-    struct.pack_into("<H", data, coff + 16, optsz)
-    opt = coff + 20
-    struct.pack_into("<H", data, opt, 0x20B if pe32_plus else 0x10B)
-    struct.pack_into("<I", data, opt + 60, size_of_headers)
-    datadir = opt + (112 if pe32_plus else 96)
-    struct.pack_into("<I", data, datadir - 4, 6)  # NumberOfRvaAndSizes
-    struct.pack_into("<II", data, datadir + 32, *cert)
-    for i, (pointer, raw_size) in enumerate(sections):
-        entry = opt + optsz + 40 * i
-        data[entry:entry + 8] = f".s{i}".encode().ljust(8, b"\0")
-        struct.pack_into("<II", data, entry + 16, raw_size, pointer)
-    assert opt + optsz + 40 * len(sections) <= 0x1F1, "the PE headers must end before the setup header"
-    data[0x202:0x206] = b"HdrS"
-    struct.pack_into("<H", data, 0x206, protocol)
-    data[0x211] = loadflags
-    struct.pack_into("<I", data, 0x22C, initrd_addr_max)
-    struct.pack_into("<H", data, 0x236, xloadflags)
-    return bytes(data)
+# Files
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -1,18 +1,17 @@
 """TDVF parsing, MRTD and the TD HOB (spec dstack-measurement §2, §3.1, §10.1).
 
-The firmware is synthetic, built here: a GUIDed footer table, a TDVF descriptor and sections, and page contents. Its
-MRTD is computed twice, by `measure.tdvf` and by a deliberately plain implementation below that follows the spec's
-words line by line and shares no code with it; both page orders must agree. Malformed images must fail with an
-InputError naming the field and the byte offset.
+The firmware is synthetic, built by `dstack_verifier.synth.image`: a GUIDed footer table, a TDVF descriptor and
+sections, and page contents. Its MRTD is computed twice, by `measure.tdvf` and by a deliberately plain implementation
+below that follows the spec's words line by line and shares no code with either; both page orders must agree.
+Malformed images must fail with an InputError naming the field and the byte offset.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 import struct
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 from dstack_verifier.errors import InputError
@@ -33,6 +32,7 @@ from dstack_verifier.measure.tdvf import (
     parse_tdvf,
     qemu_options,
 )
+from dstack_verifier.synth.image import DESCRIPTOR_AT, IMAGE_SIZE, SECTIONS, build_firmware
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -48,70 +48,6 @@ TD_HOB_VECTORS = {
     0x100000000: "5b684faf8d02a733",
     0x1000000000: "8ae1e425351df799",
 }
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# A synthetic firmware
-
-
-@dataclass(frozen=True)
-class Sec:
-    data_offset: int
-    raw_size: int
-    gpa: int
-    mem_size: int
-    type: int
-    attributes: int
-
-
-# Firmware order as in Debian's OVMF.fd / dstack's firmware (spec §2.1): BFV, CFV, then the early memory ranges in
-# descending address order; plus a PAGE_AUG section (never hashed) and a measured section larger than its raw data.
-SECTIONS = (
-    Sec(0x0000, 0x3000, 0xFFFFC000 - 0x3000, 0x3000, 0, 0x1),  # BFV, measured
-    Sec(0x3000, 0x1000, 0xFFFF0000, 0x1000, 1, 0x0),  # CFV, page add only
-    Sec(0, 0, 0x810000, 0x10000, 3, 0),  # TEMP_MEM
-    Sec(0, 0, 0x80B000, 0x2000, 3, 0),  # TEMP_MEM
-    Sec(0, 0, 0x809000, 0x2000, 2, 0),  # TD_HOB
-    Sec(0, 0, 0x800000, 0x6000, 3, 0),  # TEMP_MEM
-    Sec(0, 0, 0x1000000, 0x4000, 4, 0x2),  # PERM_MEM, PAGE_AUG
-    Sec(0x1000, 0x1000, 0x1200000, 0x2000, 5, 0x1),  # PAYLOAD, measured over 2 pages from 1 page of raw data
-)
-DESCRIPTOR_AT = 0x4000
-IMAGE_SIZE = 0x6000
-
-
-@dataclass(frozen=True)
-class Firmware:
-    data: bytes
-    descriptor: int
-    table_start: int
-    footer_guid: int  # offset of the footer GUID
-    metadata_entry_end: int  # offset just past the metadata offset entry's GUID
-
-
-def build_firmware(sections: tuple[Sec, ...] = SECTIONS, *, signature: bytes = b"TDVF", version: int = 1,
-                   count: int | None = None, metadata_guid: bytes = METADATA_GUID,
-                   footer_guid: bytes = FOOTER_GUID, tables_len_delta: int = 0,
-                   meta_from_end: int | None = None) -> Firmware:
-    rng = random.Random(1234)
-    fw = bytearray(rng.randbytes(IMAGE_SIZE))
-    entries = struct.pack("<4sIII", signature, 16 + 32 * len(sections), version,
-                          len(sections) if count is None else count)
-    for s in sections:
-        entries += struct.pack("<IIQQII", s.data_offset, s.raw_size, s.gpa, s.mem_size, s.type, s.attributes)
-    fw[DESCRIPTOR_AT:DESCRIPTOR_AT + len(entries)] = entries
-    # GUIDed table: [other entry][metadata offset entry][another entry][footer: u16 length, GUID][32 bytes]
-    other = b"\x11" * 6 + struct.pack("<H", 6 + 18) + OTHER_GUID
-    meta_value = IMAGE_SIZE - DESCRIPTOR_AT if meta_from_end is None else meta_from_end
-    meta = struct.pack("<I", meta_value) + struct.pack("<H", 4 + 18) + metadata_guid
-    trailing = b"\x22" * 10 + struct.pack("<H", 10 + 18) + OTHER_GUID
-    table = other + meta + trailing
-    footer = struct.pack("<H", len(table) + 18 + tables_len_delta) + footer_guid
-    tail = table + footer + b"\x90" * 32
-    start = IMAGE_SIZE - len(tail)
-    fw[start:] = tail
-    return Firmware(data=bytes(fw), descriptor=DESCRIPTOR_AT, table_start=start,
-                    footer_guid=IMAGE_SIZE - 32 - 16, metadata_entry_end=start + len(other) + len(meta))
 
 
 # --------------------------------------------------------------------------------------------------------------------

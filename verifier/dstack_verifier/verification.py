@@ -8,12 +8,13 @@ are resolved; then the phase modules produce the checks. The clock, trust anchor
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -32,6 +33,10 @@ from .quote.structure import Quote, parse_quote
 from .quote.verify import CollateralMemo, HardwareResult, TrustAnchor, verify_quote
 from .ratls import check_ratls_binding
 from .source import check_compose_hash, check_mr_config_id, parse_compose
+
+if TYPE_CHECKING:  # the measurement modules are imported when the OS phase runs
+    from .measure.image import ImageFolder
+    from .measure.model import Measurement
 
 PHASES = ("hardware", "os", "source", "domain")
 NEEDS_OWN_EVIDENCE = {"eventlog.replay", "eventlog.rtmr3_payloads", "binding.report_data"}
@@ -285,8 +290,11 @@ def _os_checks(ev: EntityEvidence, quote: Quote, state: _SourceState, options: V
     image_check = check_image_hash(folder, vm, measured, ev.entity, reason)
     if folder is None:
         return [image_check, *check_registers(None, quote, ev.events, ev.entity, reason)]
+    # The caches are keyed by os_image_hash = sha256(sha256sum.txt): only a folder whose files match its manifest
+    # may read or fill them, or a changed file would be measured as the image it claims to be (and poison the entry).
+    files_ok = all(f.get("ok") for f in image_check.details.get("files", []))
     try:
-        measurement = _measure_cached(folder, vm, ev.events, options)
+        measurement = _measure_cached(folder, vm, ev.events, options, use_cache=files_ok)
     except InputError as exc:
         return [image_check, *_failed_measurement(ev.entity, f"the image could not be measured: {exc.describe()}")]
     state.measurement = measurement.to_json()
@@ -330,17 +338,29 @@ def _image_folder(vm: dict[str, Any], options: VerifyOptions, client: NetClient 
     return ImageFolder.open(path), ""
 
 
-def _measure_cached(folder, vm: dict[str, Any], events: list[Event] | None, options: VerifyOptions):  # type: ignore[no-untyped-def]
+def _measure_cached(folder: ImageFolder, vm: dict[str, Any], events: list[Event] | None, options: VerifyOptions, *,
+                    use_cache: bool = True) -> Measurement:
+    """The image's measurement: a cached one when the ACPI digests came from dstack-acpi-tables, else one built from
+    the cached file hashes (which do not depend on the event log) and this event log's ACPI digests."""
     from .measure.cache import MeasurementCache
-    from .measure.full import measure_image
+    from .measure.full import hash_image, measure_image
+    from .measure.hash_cache import ImageHashCache
 
     images = options.images or ImageOptions()
-    cache = MeasurementCache(images.cache_dir / "measurements") if images.cache_dir is not None else None
+    root = images.cache_dir if use_cache else None
+    cache = MeasurementCache(root / "measurements") if root is not None else None
+    hash_cache = ImageHashCache(root / "image-hashes") if root is not None else None
     image_hash = folder.os_image_hash.hex()
     hit = cache.get(image_hash, vm) if cache is not None else None
     if hit is not None:
         return hit
-    measurement = measure_image(folder, vm, events, acpi_tool=images.acpi_tool)
+    hashes = hash_cache.get(image_hash, vm) if hash_cache is not None else None
+    if hashes is None:
+        hashes = hash_image(folder, vm)
+        if hash_cache is not None:
+            with contextlib.suppress(OSError):  # an unwritable cache only costs the next run the hashing
+                hash_cache.put(hashes, vm)
+    measurement = measure_image(folder, vm, events, acpi_tool=images.acpi_tool, hashes=hashes)
     if cache is not None:
         cache.put(image_hash, vm, measurement)
     return measurement

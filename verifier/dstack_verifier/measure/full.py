@@ -1,7 +1,9 @@
 """The full-image path: MRTD and RTMR0-2 recomputed from the files of a dstack OS image and the VM config.
 
 Every expected event is kept with what it measures; the ACPI digests come from dstack-acpi-tables when it runs, else
-from the quote's event log (and the Measurement says so).
+from the quote's event log (and the Measurement says so). The costly part, hashing the files (`hash_image`), depends
+only on the image and the VM config, so it can be kept and reused (`measure_image(..., hashes=...)`) whatever the
+source of the ACPI digests.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from ..errors import InputError
 from ..eventlog import Event
 from .acpi_tool import select_acpi
 from .image import ImageFolder
-from .kernel import measure_rtmr1, replay_digests
+from .kernel import kernel_file_authenticode, replay_digests, rtmr1_events
 from .model import Measurement
 from .rtmr0 import rtmr0_events
 from .rtmr2 import boot_cmdline, cmdline_digest, file_sha384, rtmr2_events_from_digests
 from .tdhob import layout_from_sections, td_hob_digest
-from .tdvf import compute_mrtd, parse_tdvf, qemu_options
+from .tdvf import MrtdVariant, compute_mrtd, parse_tdvf, qemu_options
 
 MAX_FIRMWARE_BYTES = 64 * 1024 * 1024  # OVMF images are a few MiB; the firmware is read whole
 
@@ -40,23 +44,86 @@ def _read_firmware(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def measure_image(folder: ImageFolder, vm_config: Mapping[str, Any], events: Sequence[Event] | None, *,
-                  acpi_tool: str | Path | None = None) -> Measurement:
-    """Expected registers for this image booted with this VM config. Raises InputError on anything malformed."""
+class ImageHashes(BaseModel):
+    """What hashing an image's files gives for one VM config: every part of a full-image measurement except the
+    three ACPI digests. It depends only on the image and the vm_config (memory size, QEMU version, page order), never
+    on a quote or its event log, so it can be cached even when the ACPI digests come from the event log."""
+
+    model_config = ConfigDict(frozen=True)
+
+    os_image_hash: str  # hex of sha256(sha256sum.txt) of the folder that was hashed
+    memory_size: int
+    mrtd: bytes = Field(min_length=48, max_length=48)
+    mrtd_variant: MrtdVariant
+    td_hob_digest: bytes = Field(min_length=48, max_length=48)
+    td_hob: dict[str, Any]  # the layout, for the report
+    firmware_sha256: str
+    kernel_authenticode: bytes = Field(min_length=48, max_length=48)
+    initrd_sha384: bytes = Field(min_length=48, max_length=48)
+    initrd_size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: value.hex() if isinstance(value, bytes) else value
+                for name, value in self.model_dump(mode="python").items()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ImageHashes:
+        """The inverse of to_json; a ValueError (pydantic's ValidationError is one) for anything malformed."""
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        values = dict(data)
+        for name in _HASH_FIELDS:
+            if not isinstance(values.get(name), str):
+                raise ValueError(f"{name} is not a hex string")
+            values[name] = bytes.fromhex(values[name])
+        return cls.model_validate(values)
+
+
+_HASH_FIELDS = ("mrtd", "td_hob_digest", "kernel_authenticode", "initrd_sha384")
+
+
+def hash_image(folder: ImageFolder, vm_config: Mapping[str, Any]) -> ImageHashes:
+    """Hash the firmware, kernel and initrd of the image as this VM config boots them (the costly part)."""
     memory_size = _memory_size(vm_config)
     firmware = _read_firmware(folder.bios_path)
     metadata = parse_tdvf(firmware, source=str(folder.bios_path))
-    options = qemu_options(vm_config)
-    variant = "two_pass" if options.two_pass else "single_pass"
+    variant: MrtdVariant = "two_pass" if qemu_options(vm_config).two_pass else "single_pass"
     mrtd = compute_mrtd(firmware, variant, metadata=metadata, source=str(folder.bios_path))
     layout = layout_from_sections(metadata.sections)
+    initrd_digest, initrd_size = file_sha384(folder.initrd_path)
+    return ImageHashes(
+        os_image_hash=folder.os_image_hash.hex(),
+        memory_size=memory_size,
+        mrtd=mrtd,
+        mrtd_variant=variant,
+        td_hob_digest=td_hob_digest(layout, memory_size),
+        td_hob=layout.to_json(),
+        firmware_sha256=hashlib.sha256(firmware).hexdigest(),
+        kernel_authenticode=kernel_file_authenticode(folder.kernel_path, initrd_size, memory_size),
+        initrd_sha384=initrd_digest,
+        initrd_size=initrd_size,
+    )
+
+
+def measure_image(folder: ImageFolder, vm_config: Mapping[str, Any], events: Sequence[Event] | None, *,
+                  acpi_tool: str | Path | None = None, hashes: ImageHashes | None = None) -> Measurement:
+    """Expected registers for this image booted with this VM config. Raises InputError on anything malformed.
+
+    `hashes` (from `hash_image` for the same folder and VM config, e.g. cached) saves hashing the files again.
+    """
+    memory_size = _memory_size(vm_config)
+    options = qemu_options(vm_config)
+    if hashes is None:
+        hashes = hash_image(folder, vm_config)
+    elif (hashes.os_image_hash, hashes.memory_size, hashes.mrtd_variant == "two_pass") != (
+            folder.os_image_hash.hex(), memory_size, options.two_pass):
+        raise ValueError("the image hashes were computed for another image, memory size or page order")
     acpi = select_acpi(vm_config, events or [], tool=acpi_tool, firmware=folder.bios_path, kernel=folder.kernel_path)
     ovmf_variant = str(folder.metadata.ovmf_variant or vm_config.get("ovmf_variant") or "pre202505")
-    events0 = rtmr0_events(td_hob_digest(layout, memory_size), acpi, td_hob_source="image", ovmf_variant=ovmf_variant)
-    initrd_digest, initrd_size = file_sha384(folder.initrd_path)
-    events1 = measure_rtmr1(folder.kernel_path, initrd_size, memory_size)
+    events0 = rtmr0_events(hashes.td_hob_digest, acpi, td_hob_source="image", ovmf_variant=ovmf_variant)
+    events1 = rtmr1_events(hashes.kernel_authenticode)
     cmdline = boot_cmdline(folder.metadata.cmdline)
-    events2 = rtmr2_events_from_digests(cmdline_digest(cmdline), initrd_digest)
+    events2 = rtmr2_events_from_digests(cmdline_digest(cmdline), hashes.initrd_sha384)
     inputs = {
         "os_image_hash": folder.os_image_hash.hex(),
         "image_version": folder.metadata.version,
@@ -67,21 +134,21 @@ def measure_image(folder: ImageFolder, vm_config: Mapping[str, Any], events: Seq
         "qemu_single_pass_add_pages": vm_config.get("qemu_single_pass_add_pages"),
         "mrtd_variant_reason": options.two_pass_reason,
         "ovmf_variant": ovmf_variant,
-        "firmware_sha256": hashlib.sha256(firmware).hexdigest(),
+        "firmware_sha256": hashes.firmware_sha256,
         "cmdline": cmdline,
-        "initrd_size": initrd_size,
-        "td_hob": layout.to_json(),
+        "initrd_size": hashes.initrd_size,
+        "td_hob": hashes.td_hob,
         "acpi_source": acpi.source,
         "acpi_note": acpi.note,
         "acpi_tables_verified": acpi.source == "acpi-tool",
     }
     return Measurement(
-        mrtd=mrtd,
+        mrtd=hashes.mrtd,
         rtmr0=replay_digests(e.digest for e in events0),
         rtmr1=replay_digests(e.digest for e in events1),
         rtmr2=replay_digests(e.digest for e in events2),
         events=[*events0, *events1, *events2],
-        mrtd_variant=variant,
+        mrtd_variant=hashes.mrtd_variant,
         acpi_source=acpi.source,
         path="full-image",
         inputs=inputs,

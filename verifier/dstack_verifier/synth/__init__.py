@@ -2,6 +2,9 @@
 
 Nothing here is Intel's: the root CA is self-made, so the output only verifies
 against :attr:`SynthEvidence.root_ca_der`, never against the real Intel root.
+
+Synthetic dstack OS images (a TDVF firmware, a PE bzImage, a whole image folder)
+are in the submodule :mod:`.image`, imported on its own.
 """
 
 from .collateral import (
