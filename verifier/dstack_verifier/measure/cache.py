@@ -156,7 +156,7 @@ def _folder_size(folder: Path) -> int:
     return total
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new content, never a torn file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -374,7 +374,7 @@ class ImageCache:
 
     def _save_index(self, index: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        _write_atomically(self.folder / _INDEX, json.dumps(index, indent=1, sort_keys=True).encode())
+        write_atomically(self.folder / _INDEX, json.dumps(index, indent=1, sort_keys=True).encode())
 
     def _touch(self, key: str, name: str | None) -> None:
         index = self._load_index()
@@ -447,6 +447,25 @@ def _from_json_value(data: Any) -> Measurement:
     return Measurement.model_validate(data)
 
 
+def read_keyed_entry(path: Path, key: dict[str, Any], parse: Callable[[dict[str, Any]], Any]) -> Any:
+    """A JSON cache entry `{"key": ..., ...}` parsed, or None; an unreadable, malformed or mismatching entry (one
+    written for other inputs) is deleted and missed."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        path.unlink(missing_ok=True)
+        return None
+    try:
+        if not isinstance(stored, dict) or stored.get("key") != key:
+            raise ValueError("entry written for other inputs")
+        return parse(stored)
+    except (ValueError, TypeError, KeyError):  # pydantic's ValidationError is a ValueError
+        path.unlink(missing_ok=True)
+        return None
+
+
 class MeasurementCache:
     """Computed measurements as ``<folder>/<key>.json``, key = sha256 over the os_image_hash and the vm_config
     fields in :data:`MEASUREMENT_KEY_FIELDS` (plus ``extra``, for choices the caller makes, such as the path)."""
@@ -477,21 +496,9 @@ class MeasurementCache:
         self, os_image_hash: str, vm_config: Mapping[str, Any], extra: Mapping[str, Any] | None = None
     ) -> Measurement | None:
         """The cached measurement, or None. An unreadable, malformed or mismatching entry is deleted and missed."""
-        path = self.path(os_image_hash, vm_config, extra)
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)
-            return None
-        try:
-            if not isinstance(stored, dict) or stored.get("key") != self.key_fields(os_image_hash, vm_config, extra):
-                raise ValueError("entry written for other inputs")
-            return _from_json_value(stored.get("measurement"))
-        except (ValueError, TypeError, KeyError):  # pydantic's ValidationError is a ValueError
-            path.unlink(missing_ok=True)
-            return None
+        return read_keyed_entry(self.path(os_image_hash, vm_config, extra),
+                                self.key_fields(os_image_hash, vm_config, extra),
+                                lambda stored: _from_json_value(stored.get("measurement")))
 
     def put(
         self,
@@ -513,5 +520,5 @@ class MeasurementCache:
         except (TypeError, ValueError):  # inputs that are not plain JSON: not worth a lossy entry
             return False
         self.folder.mkdir(parents=True, exist_ok=True)
-        _write_atomically(self.path(os_image_hash, vm_config, extra), body.encode())
+        write_atomically(self.path(os_image_hash, vm_config, extra), body.encode())
         return True

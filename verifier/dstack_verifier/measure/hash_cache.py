@@ -11,15 +11,12 @@ Entries are JSON files written atomically. An unreadable, malformed or mismatchi
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .cache import MeasurementCache
+from .cache import MeasurementCache, read_keyed_entry, write_atomically
 from .full import ImageHashes
 
 # Bump when hash_image changes what it computes, so that old entries stop matching.
@@ -42,36 +39,16 @@ class ImageHashCache:
         return self.folder / f"{MeasurementCache.key(os_image_hash, vm_config, _EXTRA)}.json"
 
     def get(self, os_image_hash: str, vm_config: Mapping[str, Any]) -> ImageHashes | None:
-        path = self.path(os_image_hash, vm_config)
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)
-            return None
-        try:
-            if not isinstance(stored, dict) or stored.get("key") != self.key_fields(os_image_hash, vm_config):
-                raise ValueError("entry written for other inputs")
+        def parse(stored: dict[str, Any]) -> ImageHashes:
             hashes = ImageHashes.from_json(stored.get("hashes"))
             if hashes.os_image_hash != stored["key"]["os_image_hash"]:
                 raise ValueError("entry for another image")
             return hashes
-        except (ValueError, TypeError, KeyError):  # pydantic's ValidationError is a ValueError
-            path.unlink(missing_ok=True)
-            return None
+
+        return read_keyed_entry(self.path(os_image_hash, vm_config), self.key_fields(os_image_hash, vm_config), parse)
 
     def put(self, hashes: ImageHashes, vm_config: Mapping[str, Any]) -> None:
         body = json.dumps({"key": self.key_fields(hashes.os_image_hash, vm_config), "hashes": hashes.to_json()},
                           sort_keys=True).encode()
         self.folder.mkdir(parents=True, exist_ok=True)
-        target = self.path(hashes.os_image_hash, vm_config)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(body)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomically(self.path(hashes.os_image_hash, vm_config), body)
