@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--image-dir", type=Path, help="a dstack OS image folder for the OS phase")
     v.add_argument("--fetch-image", action="store_true",
                    help="download the OS image named by the VM config when it is not cached (hundreds of MB)")
+    v.add_argument("--image-base-url", metavar="URL",
+                   help="where OS images are downloaded from (default: the official release location)")
     v.add_argument("--acpi-tool", type=Path, help="the dstack-acpi-tables executable (default: found on PATH)")
     v.add_argument("--kms-contract", help="the DstackKms contract governing the app (enables the on-chain check)")
     v.add_argument("--app-contract", help="the app's DstackApp contract (default: the app id of the event log)")
@@ -143,6 +145,15 @@ def _onchain_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                           app_contract=args.app_contract)
 
 
+def _image_base_url(text: str | None) -> str | None:
+    if text is None:
+        return None
+    url = text.strip()
+    if not url.lower().startswith(("http://", "https://")) or not url.split("://", 1)[1].strip("/"):
+        raise UsageError(f"--image-base-url: {text!r} is not an http:// or https:// URL")
+    return url
+
+
 def _print_human(report, out) -> None:  # type: ignore[no-untyped-def]
     from dstack_verifier.model import CheckStatus
 
@@ -179,7 +190,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         explicit_phases=bool(args.phases),
         onchain=_onchain_options(args),
         images=ImageOptions(image_dir=args.image_dir, cache_dir=cache_dir(), fetch=args.fetch_image,
-                            acpi_tool=args.acpi_tool),
+                            acpi_tool=args.acpi_tool, image_base_url=_image_base_url(args.image_base_url)),
     )
     items = [load_evidence(p) for p in args.evidence]
     if args.collateral is not None:

@@ -76,6 +76,7 @@ class ImageOptions:
     cache_cap_bytes: int = 8 * 1024**3
     fetch: bool = False  # download a missing image (hundreds of MB): only when the user asks
     acpi_tool: Path | None = None
+    image_base_url: str | None = None  # where mr_<os_image_hash>.tar.gz is downloaded from (None: the official one)
 
 
 @dataclass
@@ -309,7 +310,7 @@ def _failed_measurement(entity: Entity, reason: str) -> list[Check]:
 def _image_folder(vm: dict[str, Any], options: VerifyOptions, client: NetClient | None):  # type: ignore[no-untyped-def]
     """The image folder to measure, or None with the reason."""
     from .measure.cache import ImageCache, ImageError
-    from .measure.download import fetch_image
+    from .measure.download import DOWNLOAD_BASE_URL, fetch_image
     from .measure.image import ImageFolder
 
     images = options.images or ImageOptions()
@@ -320,7 +321,7 @@ def _image_folder(vm: dict[str, Any], options: VerifyOptions, client: NetClient 
         return None, "the VM config names no os_image_hash, and no --image-dir was given"
     if images.cache_dir is None:
         return None, "no image folder given (--image-dir) and no image cache configured"
-    cache = ImageCache(images.cache_dir / "images", images.cache_cap_bytes)
+    cache = ImageCache(images.cache_dir / "os-images", images.cache_cap_bytes)
     try:
         cached = cache.get(wanted)
     except (ImageError, ValueError):
@@ -331,9 +332,11 @@ def _image_folder(vm: dict[str, Any], options: VerifyOptions, client: NetClient 
         return None, f"offline: image {wanted[:16]}… is not cached and no --image-dir was given"
     if not images.fetch:
         return None, f"image {wanted[:16]}… is not cached; give --image-dir, or --fetch-image to download it"
+    version = vm.get("image")
     try:
-        path = fetch_image(client, os_image_hash=wanted, os_version=vm.get("image"), cache=cache)
-    except (ImageError, NetError, InputError) as exc:
+        path = fetch_image(client, os_image_hash=wanted, os_version=version if isinstance(version, str) else None,
+                           cache=cache, base_url=images.image_base_url or DOWNLOAD_BASE_URL)
+    except (ImageError, NetError, InputError, ValueError) as exc:  # ValueError: an odd hash or image name
         return None, f"image {wanted[:16]}… could not be fetched: {exc}"
     return ImageFolder.open(path), ""
 
