@@ -443,6 +443,9 @@ def _recording_input(exchanges: list[Exchange]) -> InputFile:
     return Evidence("network-recording.json", "recording", body).input_file(role="recording")
 
 
+SHARED_KINDS = ("collateral", "recording")  # evidence that applies to every entity of a multi-entity answer
+
+
 def verify_evidence(
     items: list[Evidence],
     options: VerifyOptions,
@@ -450,14 +453,72 @@ def verify_evidence(
     client: NetClient | None = None,
     cache: CollateralCache | None = None,
     memo: CollateralMemo | None = None,
+    entity: Entity = "app",
 ) -> Report:
-    """Verify what the evidence allows. Raises InputError for evidence that cannot be used at all."""
+    """Verify what the evidence allows. Raises InputError for evidence that cannot be used at all.
+
+    A saved Phala Cloud answer holds three entities: each is verified on its own (one entity's failure never stops
+    the others) and the reports are merged."""
+    expanded = expand(items)
+    clouds = [e for e in expanded if e.kind == "cloud-attestations"]
+    if clouds:
+        return _verify_cloud_answer(clouds, expanded, options, client=client, cache=cache, memo=memo)
+    return _verify_entity(items, options, client=client, cache=cache, memo=memo, entity=entity)
+
+
+def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options: VerifyOptions, *,
+                         client: NetClient | None, cache: CollateralCache | None,
+                         memo: CollateralMemo | None) -> Report:
+    from .sources import to_evidence
+    from .sources.cloud import parse_cloud_answer
+
+    if len(clouds) > 1:
+        raise InputError(f"several Phala Cloud answers among the evidence ({', '.join(c.name for c in clouds)})")
+    cloud = clouds[0]
+    shared = [e for e in items if e.kind in SHARED_KINDS]
+    others = [e for e in items if e.kind not in SHARED_KINDS and e is not cloud]
+    if others:
+        raise InputError(f"{others[0].name}: a Phala Cloud answer is verified on its own (with collateral at most)")
+    per_entity = to_evidence(parse_cloud_answer(cloud.data, cloud.name))
+    memo = memo or CollateralMemo()
+    reports = [
+        (entity, _verify_entity(entity_items + shared, options, client=client, cache=cache, memo=memo,
+                                entity=entity))  # type: ignore[arg-type]
+        for entity, entity_items in per_entity.items()
+    ]
+    derived = {e.name for entity_items in per_entity.values() for e in entity_items}
+    inputs = [cloud.input_file(role="cloud-attestations")]
+    for _, report in reports:
+        inputs += [i for i in report.inputs if i.name not in derived and i.sha256 not in {x.sha256 for x in inputs}]
+    checks = [c for _, report in reports for c in report.checks]
+    verdicts = {report.verdict for _, report in reports}
+    verdict = Verdict.FAIL if Verdict.FAIL in verdicts else (
+        Verdict.INCOMPLETE if Verdict.INCOMPLETE in verdicts else Verdict.PASS)
+    first = reports[0][1]
+    return first.model_copy(update={
+        "verdict": verdict,
+        "inputs": inputs,
+        "checks": checks,
+        "entities": {entity: report.entities.get(entity, {}) for entity, report in reports},
+        "timings": {f"{entity}.{k}": v for entity, report in reports for k, v in report.timings.items()},
+    })
+
+
+def _verify_entity(
+    items: list[Evidence],
+    options: VerifyOptions,
+    *,
+    client: NetClient | None = None,
+    cache: CollateralCache | None = None,
+    memo: CollateralMemo | None = None,
+    entity: Entity = "app",
+) -> Report:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if options.onchain is None:  # re-running a report: the contracts it read, unless new ones are given
         options = replace(options, onchain=_recorded_onchain(items))
     items = expand(items)
-    ev = assemble(items)
+    ev = assemble(items, entity)
     inputs = [e.input_file(role=e.kind) for e in items if e.kind not in ("collateral", "recording")]
     source = resolve_collateral(items, ev.quote, options, client, cache)
     if source.input is not None:
