@@ -52,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("evidence", nargs="*", type=Path, help="evidence files to open")
     gui.add_argument("--screenshot", type=Path, help="render the window to this PNG and exit")
     v = sub.add_parser("verify", help="verify evidence and print the checks or the JSON report")
-    v.add_argument("evidence", nargs="+", type=Path, help="quote (binary/hex), GetQuote JSON, collateral, report")
+    v.add_argument("evidence", nargs="*", type=Path,
+                   help="quote (binary/hex), GetQuote/attestation JSON, event log, app-compose, certificates, "
+                        "collateral, a saved Phala Cloud answer, or a report")
+    v.add_argument("--app-id", help="fetch the app's attestations from the Phala Cloud API (App, KMS and Gateway)")
+    v.add_argument("--cloud-url", help="Phala Cloud API base URL (default: the public API)")
     v.add_argument("--offline", action="store_true", help="never touch the network")
     v.add_argument("--collateral", type=Path, help="DCAP collateral JSON (dcap-qvl QuoteCollateralV3 shape)")
     v.add_argument("--at", help="verification instant, ISO-8601 or unix seconds (default: now)")
@@ -193,6 +197,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                             acpi_tool=args.acpi_tool, image_base_url=_image_base_url(args.image_base_url)),
     )
     items = [load_evidence(p) for p in args.evidence]
+    if not items and not args.app_id:
+        raise UsageError("give evidence files, or --app-id to fetch them")
     if args.collateral is not None:
         col = load_evidence(args.collateral)
         if col.kind not in ("collateral", "report"):
@@ -201,6 +207,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else CollateralCache(collateral_cache_dir())
     client = None if args.offline else NetClient()
     try:
+        if args.app_id:
+            if client is None:
+                raise UsageError("--app-id needs the network: it cannot be combined with --offline")
+            items.append(_fetch_cloud_answer(client, args.app_id, args.cloud_url))
         report = verify_evidence(items, options, client=client, cache=cache)
     finally:
         if client is not None:
@@ -213,6 +223,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         _print_human(report, sys.stdout)
     return {Verdict.PASS: EXIT_PASS, Verdict.FAIL: EXIT_FAIL}.get(report.verdict, EXIT_INCOMPLETE)
+
+
+def _fetch_cloud_answer(client, app_id: str, cloud_url: str | None):  # type: ignore[no-untyped-def]
+    """The app's attestations from the Phala Cloud API, as evidence: the exact answer bytes, so the report records
+    them and an offline re-run verifies the same three entities."""
+    from dstack_verifier.evidence import detect
+    from dstack_verifier.sources import SourceError
+    from dstack_verifier.sources.cloud import DEFAULT_BASE_URL, fetch_attestations
+
+    try:
+        fetch_attestations(client, app_id, cloud_url or DEFAULT_BASE_URL)  # validates: unknown app, no instance…
+    except SourceError as exc:
+        if exc.kind in ("network", "offline") or (exc.kind == "http" and exc.status != 404):
+            raise NetworkProblem(exc.describe()) from None
+        raise
+    answer = client.recorder[-1]
+    return detect(answer.content, answer.url)
+
+
+class NetworkProblem(Exception):
+    """A source could not be reached: exit 3, not bad input."""
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
@@ -243,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(_one_line(f"dstack-inspector: bad input: {exc.describe()}"), file=sys.stderr)
         return EXIT_INPUT
+    except NetworkProblem as exc:
+        print(_one_line(f"dstack-inspector: network error: {exc}"), file=sys.stderr)
+        return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         print("dstack-inspector: interrupted", file=sys.stderr)
         return EXIT_INCOMPLETE

@@ -50,3 +50,40 @@ def test_a_cloud_answer_is_verified_on_its_own(capsys, tmp_path: Path) -> None:
     quote.write_text(Dataset1.load().quote_hex("app"))
     assert main(["verify", str(answer), str(quote), "--offline"]) == 2
     assert "verified on its own" in capsys.readouterr().err
+
+
+def test_app_id_online_then_offline_replay(capsys, tmp_path: Path, monkeypatch) -> None:
+    from tests.support.cloud_server import DstackServer
+
+    monkeypatch.setenv("DSTACK_INSPECTOR_CACHE_DIR", str(tmp_path / "cache"))
+    dataset = Dataset1.load()
+    with DstackServer(dataset) as server:
+        # The PCCS is the same loopback server, which has no collateral: the collateral checks are errors.
+        code, report = run_json(capsys, "verify", "--app-id", dataset.app_id, "--cloud-url", server.cloud_base_url,
+                                "--pccs-url", server.url, "--no-cache", "--output", tmp_path / "r.json")
+    assert set(report["entities"]) == {"app", "kms", "gateway"}
+    assert report["inputs"][0]["role"] == "cloud-attestations"
+    assert report["inputs"][0]["name"].startswith(server.cloud_base_url)
+    online = {(c["entity"], c["id"]): c["status"] for c in report["checks"]}
+    assert online[("app", "eventlog.replay")] == "pass"
+    assert online[("app", "hardware.collateral_signatures")] == "error"
+    # Offline, from the recorded answer, with the server gone: the same checks, collateral aside.
+    code_again, again = run_json(capsys, "verify", tmp_path / "r.json", "--offline")
+    offline = {(c["entity"], c["id"]): c["status"] for c in again["checks"]}
+    collateral = {"hardware.collateral_signatures", "hardware.revocation", "hardware.tcb_status",
+                  "hardware.collateral_freshness", "hardware.reference_engine"}
+    assert {k: v for k, v in offline.items() if k[1] not in collateral} == \
+        {k: v for k, v in online.items() if k[1] not in collateral}
+    assert code in (1, 3) and code_again == code
+
+
+def test_app_id_unknown_and_server_down(capsys, tmp_path: Path) -> None:
+    from tests.support.cloud_server import DstackServer
+
+    with DstackServer(Dataset1.load()) as server:
+        assert main(["verify", "--app-id", "00" * 20, "--cloud-url", server.cloud_base_url]) == 2
+        assert "not found" in capsys.readouterr().err
+        base = server.cloud_base_url
+    assert main(["verify", "--app-id", "00" * 20, "--cloud-url", base]) == 3  # nothing listens any more
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "network error" in err

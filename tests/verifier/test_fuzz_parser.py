@@ -197,6 +197,7 @@ def detect_or_input_error(data: bytes) -> Evidence | None:
         assert exc.source == "fuzz"
         return None
     assert ev.kind in ("quote", "getquote", "attestation", "event-log", "app-compose", "certificate", "collateral",
+                       "cloud-attestations",
                        "report", "recording")
     assert ev.data == data
     if ev.kind in ("quote", "getquote"):
