@@ -7,10 +7,11 @@ list it. The anchor itself is not date-checked. Failures name the certificate an
 
 from __future__ import annotations
 
+import binascii
 import functools
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -18,8 +19,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
-from . import names
-from .names import cert_names, common_name, crl_issuer, name_text
+from . import der, names
+from .names import CertNames, common_name, crl_issuer, name_text, tbs_names
 
 MAX_INTERMEDIATES = 4
 _KNOWN_CRITICAL = {
@@ -30,6 +31,9 @@ _KNOWN_CRITICAL = {
     ExtensionOID.SUBJECT_KEY_IDENTIFIER,
     ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
 }
+SGX_EXTENSION_OID = x509.ObjectIdentifier("1.2.840.113741.1.13.1")
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_ECDSA_SHA256_ALG = bytes.fromhex("300a06082a8648ce3d040302")  # AlgorithmIdentifier {ecdsa-with-SHA256}, no params
 
 
 class ChainError(Exception):
@@ -40,14 +44,182 @@ class ChainError(Exception):
         super().__init__(message)
 
 
+class Extensions(NamedTuple):
+    """What the checks need from a certificate's extensions, gathered in one pass over them."""
+
+    unknown_critical: x509.ObjectIdentifier | None  # the first critical extension outside _KNOWN_CRITICAL
+    basic_constraints: x509.BasicConstraints | None
+    key_usage: x509.KeyUsage | None
+    sgx: tuple[bytes, ...]  # DER of each Intel SGX extension
+
+
+class Cert:
+    """A certificate and what the checks read from it, each part read once and only when first needed.
+
+    cryptography re-encodes the TBS bytes, and rebuilds extension, key and name objects, on every access; path
+    building, CRL lookup, the SGX extension and the texts shown to a reviewer all share this one reading. A
+    malformed part still surfaces where it is first used. Equal (and hashing alike) for the same certificate.
+    """
+
+    __slots__ = ("_der", "_ext", "_key", "_names", "_serial", "_sig", "_summary", "_tbs", "_text", "_validity", "x509")
+
+    def __init__(self, cert: x509.Certificate, der: bytes | None = None) -> None:
+        self.x509 = cert
+        self._der = der  # the DER it was loaded from, when at hand
+        self._sig: bytes | None = None
+        self._tbs: bytes | None = None
+        self._names: CertNames | None = None
+        self._key: Any = None
+        self._ext: Extensions | None = None
+        self._serial: int | None = None
+        self._validity: tuple[datetime, datetime] | None = None
+        self._text: str | None = None
+        self._summary: dict[str, str] | None = None
+
+    @property
+    def signature(self) -> bytes:
+        if self._sig is None:
+            self._sig = self.x509.signature
+        return self._sig
+
+    def __hash__(self) -> int:
+        return hash(self.signature)
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Cert):
+            return NotImplemented
+        if self.signature != other.signature:
+            return False
+        if self._der is not None and other._der is not None:
+            return self._der == other._der
+        return self.x509 == other.x509
+
+    @property
+    def tbs(self) -> bytes:
+        """The signed TBSCertificate: cut from the DER when at hand (cryptography re-encodes it on each access)."""
+        if self._tbs is None:
+            tbs = None
+            if self._der is not None:
+                top = der.spans(self._der, 0, len(self._der))
+                if top is not None and len(top) == 1 and top[0][0] == der.TAG_SEQUENCE:
+                    items = der.spans(self._der, top[0][1], top[0][2])
+                    if items:
+                        tbs = self._der[top[0][1] : items[0][2]]
+            self._tbs = tbs if tbs is not None else self.x509.tbs_certificate_bytes
+        return self._tbs
+
+    @property
+    def names(self) -> CertNames:
+        """Issuer and subject as DER (ValueError for a malformed TBS)."""
+        if self._names is None:
+            self._names = tbs_names(self.tbs)
+        return self._names
+
+    @property
+    def serial(self) -> int:
+        if self._serial is None:
+            self._serial = self.x509.serial_number
+        return self._serial
+
+    @property
+    def validity(self) -> tuple[datetime, datetime]:
+        if self._validity is None:
+            self._validity = (self.x509.not_valid_before_utc, self.x509.not_valid_after_utc)
+        return self._validity
+
+    @property
+    def key(self) -> Any:
+        if self._key is None:
+            self._key = self.x509.public_key()
+        return self._key
+
+    @property
+    def ext(self) -> Extensions:
+        if self._ext is None:
+            unknown = bc = ku = None
+            sgx = []
+            for e in self.x509.extensions:
+                oid = e.oid
+                if unknown is None and e.critical and oid not in _KNOWN_CRITICAL:
+                    unknown = oid
+                if oid == ExtensionOID.BASIC_CONSTRAINTS:
+                    bc = e.value
+                elif oid == ExtensionOID.KEY_USAGE:
+                    ku = e.value
+                elif oid == SGX_EXTENSION_OID:
+                    sgx.append(e.value.value)  # UnrecognizedExtension: the DER bytes
+            self._ext = Extensions(unknown, bc, ku, tuple(sgx))
+        return self._ext
+
+    def describe(self) -> str:
+        """`'CN' (serial hex)`, the way certificates are named in summaries and messages."""
+        if self._text is None:
+            try:
+                subject = self.names.subject
+            except ValueError:
+                return f"<malformed certificate> (serial {self.serial:x})"
+            name = common_name(subject) or name_text(subject)
+            self._text = f"'{name}' (serial {self.serial:x})"
+        return self._text
+
+    def summary(self) -> dict[str, str]:
+        """Subject, issuer, serial and validity (a fresh dict: callers may keep or change it)."""
+        if self._summary is None:
+            not_before, not_after = self.validity
+            self._summary = {
+                "subject": name_text(self.names.subject),
+                "issuer": name_text(self.names.issuer),
+                "serial": f"{self.serial:x}",
+                "not_before": not_before.isoformat(),
+                "not_after": not_after.isoformat(),
+            }
+        return self._summary.copy()
+
+    @property
+    def issuer_text(self) -> str:
+        return name_text(self.names.issuer)
+
+
+_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----\n"
+_PEM_END = b"-----END CERTIFICATE-----\n"
+
+
+def _canonical_pem_ders(pem: bytes) -> list[bytes] | None:
+    """The DER of each certificate of a PEM text written the usual way: nothing but CERTIFICATE blocks, each
+    canonical base64 in lines. None for any other text, even one cryptography reads, which then reads it."""
+    text = pem if pem.endswith(b"\n") else pem + b"\n"
+    blocks = text.split(_PEM_END)
+    if blocks[-1] or len(blocks) < 2:
+        return None
+    out = []
+    for block in blocks[:-1]:
+        body = block[len(_PEM_BEGIN) :]
+        if not block.startswith(_PEM_BEGIN) or body[:1] == b"\n" or b"\n\n" in body:
+            return None  # a blank line would end PEM headers
+        b64 = body.replace(b"\n", b"")
+        try:
+            data = binascii.a2b_base64(b64, strict_mode=True)
+        except binascii.Error:
+            return None
+        if binascii.b2a_base64(data, newline=False) != b64:  # canonical, as the PEM reader requires
+            return None
+        out.append(data)
+    return out
+
+
+def load_pem_certs(pem: bytes) -> list[Cert]:
+    """As `x509.load_pem_x509_certificates` (the same certificates, the same errors), each with its DER kept."""
+    ders = _canonical_pem_ders(pem)
+    if ders is None:
+        return [Cert(c) for c in x509.load_pem_x509_certificates(pem)]
+    return [Cert(x509.load_der_x509_certificate(d), d) for d in ders]
+
+
 @functools.lru_cache(maxsize=512)
 def describe(cert: x509.Certificate) -> str:
-    try:
-        subject = cert_names(cert).subject
-    except ValueError:
-        return f"<malformed certificate> (serial {cert.serial_number:x})"
-    name = common_name(subject) or name_text(subject)
-    return f"'{name}' (serial {cert.serial_number:x})"
+    return Cert(cert).describe()
 
 
 def cert_summary(cert: x509.Certificate) -> dict:
@@ -56,13 +228,7 @@ def cert_summary(cert: x509.Certificate) -> dict:
 
 @functools.lru_cache(maxsize=512)
 def _summary_items(cert: x509.Certificate) -> tuple[tuple[str, str], ...]:
-    return (
-        ("subject", name_text(cert_names(cert).subject)),
-        ("issuer", name_text(cert_names(cert).issuer)),
-        ("serial", f"{cert.serial_number:x}"),
-        ("not_before", cert.not_valid_before_utc.isoformat()),
-        ("not_after", cert.not_valid_after_utc.isoformat()),
-    )
+    return tuple(Cert(cert).summary().items())
 
 
 def clear_caches() -> None:
@@ -72,43 +238,115 @@ def clear_caches() -> None:
     names.clear_caches()
 
 
-@dataclass(frozen=True)
-class RevocationUse:
+class RevocationUse(NamedTuple):
     cert: str
     crl_issuer: str
     crl_next_update: str
 
 
-def _check_signature_alg(cert: x509.Certificate) -> None:
-    if cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
+def _check_signature_alg(cert: Cert) -> None:
+    oid = cert.x509.signature_algorithm_oid
+    if oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
         raise ChainError(
             "UnsupportedSignatureAlgorithm",
-            f"{describe(cert)} is signed with {cert.signature_algorithm_oid.dotted_string}, not ECDSA-SHA256",
+            f"{cert.describe()} is signed with {oid.dotted_string}, not ECDSA-SHA256",
         )
 
 
-def _check_issuer_key(issuer: x509.Certificate) -> None:
-    key = issuer.public_key()
+def _check_issuer_key(issuer: Cert) -> None:
+    key = issuer.key
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise ChainError("UnsupportedSignatureAlgorithm", f"{describe(issuer)} does not hold a P-256 key")
+        raise ChainError("UnsupportedSignatureAlgorithm", f"{issuer.describe()} does not hold a P-256 key")
 
 
-def _signature_verifies(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def _signature_verifies(cert: Cert, issuer: Cert) -> bool:
     """The issuer's key verifies the certificate's ECDSA-SHA256 signature (names are compared by the caller).
 
     Only ECDSA with SHA-256 is accepted, as dcap-qvl 0.7.0 does; other algorithms are reported by
     _check_signature_alg with a clearer message, so here they simply do not verify.
     """
-    if cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
+    if cert.x509.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
         return False
-    key = issuer.public_key()
+    key = issuer.key
     if not isinstance(key, ec.EllipticCurvePublicKey):
         return False
     try:
-        key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+        key.verify(cert.signature, cert.tbs, _ECDSA_SHA256)
     except InvalidSignature:
         return False
     return True
+
+
+class LoadedCrl:
+    """A parsed DER CRL with what the checks read from it: issuer, signed bytes, next update."""
+
+    __slots__ = ("_tbs", "crl", "issuer", "issuer_text", "next_update", "next_update_iso", "signature")
+
+    def __init__(self, crl: x509.CertificateRevocationList, issuer: bytes, tbs: bytes | None) -> None:
+        self.crl = crl
+        self.issuer = issuer  # DER content of the issuer name
+        self.issuer_text = name_text(issuer)
+        self.signature = crl.signature
+        self.next_update = crl.next_update_utc
+        self.next_update_iso = self.next_update.isoformat() if self.next_update else None
+        self._tbs = tbs  # the signed TBSCertList as it is in the CRL, when both its algorithms are ECDSA-SHA256
+
+    def signed_by(self, key: Any) -> bool:
+        """As `crl.is_signature_valid(key)`, which re-encodes the TBSCertList first: with ECDSA-SHA256 named
+        alike inside and outside the signed part, the original bytes are verified directly."""
+        if self._tbs is not None and isinstance(key, ec.EllipticCurvePublicKey):
+            try:
+                key.verify(self.signature, self._tbs, _ECDSA_SHA256)
+            except InvalidSignature:
+                return False
+            return True
+        return self.crl.is_signature_valid(key)
+
+    def lists(self, serial: int) -> bool:
+        return self.crl.get_revoked_certificate_by_serial_number(serial) is not None
+
+
+def _crl_layout(data: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """CertificateList {TBSCertList {version OPTIONAL, signature, issuer, ...}, signatureAlgorithm, signature}:
+    (TBSCertList TLV, its signature algorithm TLV, issuer content, outer algorithm TLV); None when not found."""
+    try:
+        tag, pos, end = der.header(data, 0, len(data))
+        if tag != der.TAG_SEQUENCE or end != len(data):
+            return None
+        _, tbs_start, tbs_end = der.header(data, pos, end)
+        _, _, alg_end = der.header(data, tbs_end, end)
+        at = tbs_start
+        item = der.header(data, at, tbs_end)
+        if item[0] == der.TAG_INTEGER:  # version
+            at = item[2]
+            item = der.header(data, at, tbs_end)
+        inner_alg = data[at : item[2]]
+        issuer = der.header(data, item[2], tbs_end)
+        if issuer[0] != der.TAG_SEQUENCE:
+            return None
+        return data[pos:tbs_end], inner_alg, data[issuer[1] : issuer[2]], data[tbs_end:alg_end]
+    except der.DerError:
+        return None
+
+
+def load_crl(data: bytes) -> LoadedCrl:
+    """Parse a DER CRL; raises ValueError when it does not parse."""
+    crl = x509.load_der_x509_crl(data)
+    layout = _crl_layout(data)
+    if layout is None:
+        return LoadedCrl(crl, crl_issuer(data), None)
+    tbs, inner_alg, issuer, outer_alg = layout
+    direct = inner_alg == outer_alg == _ECDSA_SHA256_ALG
+    return LoadedCrl(crl, issuer, tbs if direct else None)
+
+
+class CrlStore:
+    """CRLs indexed by issuer name (looked up once, not per certificate)."""
+
+    def __init__(self, crls: list[LoadedCrl]) -> None:
+        self.by_issuer: dict[bytes, LoadedCrl] = {}
+        for item in crls:
+            self.by_issuer.setdefault(item.issuer, item)
 
 
 @dataclass
@@ -119,11 +357,21 @@ class ChainCache:
     and CRL signatures once. Time-dependent checks (validity, CRL next update) are never cached.
     """
 
-    links: dict[tuple[x509.Certificate, x509.Certificate], bool] = field(default_factory=dict)
-    crl_signatures: dict[tuple[bytes, x509.Certificate], bool] = field(default_factory=dict)
+    links: dict[tuple[Cert, Cert], bool] = field(default_factory=dict)
+    crl_signatures: dict[tuple[bytes, Cert], bool] = field(default_factory=dict)
     limit: int = 4096
+    wrapped: dict[int, tuple[x509.Certificate, Cert]] = field(default_factory=dict)
 
-    def signed_by(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    def cert(self, cert: x509.Certificate, der: bytes | None = None) -> Cert:
+        """The one Cert of a certificate object used again and again (the trust anchor's, with its DER)."""
+        held = self.wrapped.get(id(cert))
+        if held is None or held[0] is not cert:
+            held = (cert, Cert(cert, der))
+            if len(self.wrapped) < self.limit:
+                self.wrapped[id(cert)] = held  # the certificate is held too, so its id is not reused
+        return held[1]
+
+    def signed_by(self, cert: Cert, issuer: Cert) -> bool:
         key = (cert, issuer)
         ok = self.links.get(key)
         if ok is None:
@@ -132,116 +380,90 @@ class ChainCache:
                 self.links[key] = ok
         return ok
 
-    def crl_signed_by(self, crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    def crl_signed_by(self, crl: LoadedCrl, issuer: Cert) -> bool:
         key = (crl.signature, issuer)
         ok = self.crl_signatures.get(key)
         if ok is None:
-            ok = crl.is_signature_valid(issuer.public_key())
+            ok = crl.signed_by(issuer.key)
             if len(self.crl_signatures) < self.limit:
                 self.crl_signatures[key] = ok
         return ok
 
 
-class LoadedCrl(NamedTuple):
-    crl: x509.CertificateRevocationList
-    issuer: bytes  # DER content of the issuer name
-    issuer_text: str
-
-
-def load_crl(data: bytes) -> LoadedCrl:
-    """Parse a DER CRL; raises ValueError when it does not parse."""
-    crl = x509.load_der_x509_crl(data)
-    issuer = crl_issuer(data)
-    return LoadedCrl(crl, issuer, name_text(issuer))
-
-
-class CrlStore:
-    """CRLs indexed by issuer name (looked up once, not per certificate)."""
-
-    def __init__(self, crls: list[LoadedCrl]) -> None:
-        self.by_issuer: dict[bytes, tuple[x509.CertificateRevocationList, str]] = {}
-        for item in crls:
-            self.by_issuer.setdefault(item.issuer, (item.crl, item.issuer_text))
-
-
-def _check_ca(issuer: x509.Certificate, depth_below: int) -> None:
-    try:
-        bc = issuer.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value
-    except x509.ExtensionNotFound:
-        raise ChainError("EndEntityUsedAsCa", f"{describe(issuer)} issues certificates but is not a CA") from None
-    if not bc.ca:
-        raise ChainError("EndEntityUsedAsCa", f"{describe(issuer)} issues certificates but is not a CA")
+def _check_ca(issuer: Cert, depth_below: int) -> None:
+    bc = issuer.ext.basic_constraints
+    if bc is None or not bc.ca:
+        raise ChainError("EndEntityUsedAsCa", f"{issuer.describe()} issues certificates but is not a CA")
     if bc.path_length is not None and depth_below > bc.path_length:
-        raise ChainError("PathLenConstraintViolated", f"{describe(issuer)} path length {bc.path_length} exceeded")
+        raise ChainError("PathLenConstraintViolated", f"{issuer.describe()} path length {bc.path_length} exceeded")
     _check_key_usage(issuer, "key_cert_sign", "certificate signing")
 
 
-def _check_key_usage(cert: x509.Certificate, attr: str, what: str) -> None:
-    try:
-        ku = cert.extensions.get_extension_for_oid(ExtensionOID.KEY_USAGE).value
-    except x509.ExtensionNotFound:
+def _check_key_usage(cert: Cert, attr: str, what: str) -> None:
+    ku = cert.ext.key_usage
+    if ku is None:
         return
     if not getattr(ku, attr):
         raise ChainError("IssuerNotCrlSigner" if attr == "crl_sign" else "CaUsedAsEndEntity",
-                         f"{describe(cert)} key usage does not allow {what}")
+                         f"{cert.describe()} key usage does not allow {what}")
 
 
-def _check_critical(cert: x509.Certificate) -> None:
-    for ext in cert.extensions:
-        if ext.critical and ext.oid not in _KNOWN_CRITICAL:
-            raise ChainError(
-                "UnsupportedCriticalExtension",
-                f"{describe(cert)} has an unknown critical extension {ext.oid.dotted_string}",
-            )
+def _check_critical(cert: Cert) -> None:
+    oid = cert.ext.unknown_critical
+    if oid is not None:
+        raise ChainError(
+            "UnsupportedCriticalExtension",
+            f"{cert.describe()} has an unknown critical extension {oid.dotted_string}",
+        )
 
 
-def _check_validity(cert: x509.Certificate, now: datetime) -> None:
-    if now < cert.not_valid_before_utc:
-        raise ChainError("CertNotValidYet", f"{describe(cert)} is not valid before {cert.not_valid_before_utc}")
-    if now > cert.not_valid_after_utc:
-        raise ChainError("CertExpired", f"{describe(cert)} expired at {cert.not_valid_after_utc}")
+def _check_validity(cert: Cert, now: datetime) -> None:
+    not_before, not_after = cert.validity
+    if now < not_before:
+        raise ChainError("CertNotValidYet", f"{cert.describe()} is not valid before {not_before}")
+    if now > not_after:
+        raise ChainError("CertExpired", f"{cert.describe()} expired at {not_after}")
 
 
 def check_revocation(
-    cert: x509.Certificate, issuer: x509.Certificate, crls: CrlStore, now: datetime, cache: ChainCache | None = None
+    cert: Cert, issuer: Cert, crls: CrlStore, now: datetime, cache: ChainCache | None = None
 ) -> RevocationUse:
     """Unknown revocation status denies, as webpki's policy in dcap-qvl does."""
-    issuer_der = cert_names(cert).issuer
-    found = crls.by_issuer.get(issuer_der)
-    if found is None:
+    issuer_der = cert.names.issuer
+    crl = crls.by_issuer.get(issuer_der)
+    if crl is None:
         raise ChainError(
             "UnknownRevocationStatus",
-            f"no CRL from {name_text(issuer_der)} to check {describe(cert)}",
+            f"no CRL from {name_text(issuer_der)} to check {cert.describe()}",
         )
-    crl, crl_issuer = found
     _check_key_usage(issuer, "crl_sign", "CRL signing")
     signed = (cache or ChainCache()).crl_signed_by(crl, issuer)
     if not signed:
         raise ChainError(
             "InvalidCrlSignatureForPublicKey",
-            f"the CRL of {crl_issuer} is not signed by {describe(issuer)}",
+            f"the CRL of {crl.issuer_text} is not signed by {issuer.describe()}",
         )
-    next_update = crl.next_update_utc
+    next_update = crl.next_update
     if next_update is None or not now < next_update:
         raise ChainError(
             "CrlExpired",
-            f"the CRL of {crl_issuer} expired at {next_update} (verification time {now})",
+            f"the CRL of {crl.issuer_text} expired at {next_update} (verification time {now})",
         )
-    if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
-        raise ChainError("CertRevoked", f"{describe(cert)} is revoked by the CRL of {crl_issuer}")
-    return RevocationUse(describe(cert), crl_issuer, next_update.isoformat())
+    if crl.lists(cert.serial):
+        raise ChainError("CertRevoked", f"{cert.describe()} is revoked by the CRL of {crl.issuer_text}")
+    return RevocationUse(cert.describe(), crl.issuer_text, crl.next_update_iso)
 
 
 @dataclass(frozen=True)
 class ChainResult:
-    path: list[x509.Certificate]  # leaf first, anchor last
+    path: list[Cert]  # leaf first, anchor last
     revocation: list[RevocationUse]
 
 
 def verify_chain(
-    leaf: x509.Certificate,
-    intermediates: list[x509.Certificate],
-    anchor: x509.Certificate,
+    leaf: Cert,
+    intermediates: list[Cert],
+    anchor: Cert,
     crls: CrlStore | None,
     now: datetime,
     cache: ChainCache | None = None,
@@ -254,21 +476,21 @@ def verify_chain(
     revocation: list[RevocationUse] = []
     current = leaf
     pool = [c for c in intermediates if c != anchor]
-    anchor_subject = cert_names(anchor).subject
+    anchor_subject = anchor.names.subject
     for depth in range(MAX_INTERMEDIATES + 1):
         _check_validity(current, now)
         _check_critical(current)
         _check_signature_alg(current)
-        issuer_name = cert_names(current).issuer
+        issuer_name = current.names.issuer
         if issuer_name == anchor_subject and cache.signed_by(current, anchor):
             issuer = anchor
         else:
-            candidates = [c for c in pool if cert_names(c).subject == issuer_name and c not in path]
+            candidates = [c for c in pool if c.names.subject == issuer_name and c not in path]
             found = [c for c in candidates if cache.signed_by(current, c)]
             if not found:
                 raise ChainError(
                     "UnknownIssuer",
-                    f"{describe(current)}: no certificate of {name_text(issuer_name)} verifies its "
+                    f"{current.describe()}: no certificate of {name_text(issuer_name)} verifies its "
                     "signature, and it is not issued by the trust anchor",
                 )
             issuer = found[0]

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, NotRequired, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing_extensions import TypedDict  # pydantic needs this TypedDict before Python 3.12
 
 from ..errors import InputError
 from ..jsontext import load_json
@@ -54,10 +55,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
-class Svn(_Model):
-    svn: int = Field(ge=0, le=255)
-    category: str | None = None
-    type: str | None = None
+class Svn(TypedDict):
+    """One TCB component: a plain dict (`c["svn"]`, `c.get("category")`), as a TCB Info holds 32 per level."""
+
+    svn: Annotated[int, Field(ge=0, le=255)]
+    category: NotRequired[str | None]
+    type: NotRequired[str | None]
 
 
 class PlatformTcb(_Model):
@@ -124,6 +127,29 @@ class TcbInfo(_Dated):
     tcbLevels: list[PlatformTcbLevel]
     tdxModule: TdxModule | None = None
     tdxModuleIdentities: list[TdxModuleIdentity] | None = None
+
+
+class _SvnModel(_Model):
+    svn: int = Field(ge=0, le=255)
+    category: str | None = None
+    type: str | None = None
+
+
+class _PlatformTcbModel(PlatformTcb):
+    sgxtcbcomponents: list[_SvnModel]  # type: ignore[assignment]
+    tdxtcbcomponents: list[_SvnModel] | None = None  # type: ignore[assignment]
+
+
+class _PlatformTcbLevelModel(PlatformTcbLevel):
+    tcb: _PlatformTcbModel
+
+
+class _TcbInfoModel(TcbInfo):
+    """TcbInfo with its components as models: it accepts exactly what TcbInfo accepts, and is used only to word
+    a rejection as it has always been worded (a component that is not an object is "not a valid dictionary or
+    instance of Svn")."""
+
+    tcbLevels: list[_PlatformTcbLevelModel]  # type: ignore[assignment]
 
 
 class QeIdentity(_Dated):
@@ -200,7 +226,7 @@ class Collateral(BaseModel):
         return json.dumps(self.to_dict(), indent=2)
 
     def parsed_tcb_info(self) -> TcbInfo:
-        return _parse_json_model(TcbInfo, self.tcb_info, "tcb_info")
+        return _parse_json_model(TcbInfo, self.tcb_info, "tcb_info", _TcbInfoModel)
 
     def parsed_qe_identity(self) -> QeIdentity:
         return _parse_json_model(QeIdentity, self.qe_identity, "qe_identity")
@@ -210,10 +236,16 @@ class CollateralFormatError(ValueError):
     pass
 
 
-def _parse_json_model(model: type[_Model], text: str, name: str) -> Any:
+def _parse_json_model(model: type[_Model], text: str, name: str, wording: type[_Model] | None = None) -> Any:
     try:
         return model.model_validate_json(text)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CollateralFormatError(f"{name}: {where}: {first['msg']}") from None
+        errors = exc.errors()
+    if wording is not None:
+        try:
+            wording.model_validate_json(text)
+        except ValidationError as exc:
+            errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"])
+    raise CollateralFormatError(f"{name}: {where}: {first['msg']}")

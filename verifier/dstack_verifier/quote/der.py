@@ -45,6 +45,49 @@ def read_tlvs(data: bytes) -> list[Tlv]:
     return out
 
 
+def header(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """The TLV starting at `pos` and ending by `end`: (tag, first value byte, end of value), without copying.
+
+    Raises DerError for a header or length that does not fit, as read_tlvs does."""
+    if end - pos < 2:
+        raise DerError(f"truncated TLV header at offset {pos}")
+    tag = data[pos]
+    length = data[pos + 1]
+    pos += 2
+    if length >= 0x80:
+        n = length & 0x7F
+        if n == 0 or n > 4 or pos + n > end:
+            raise DerError(f"bad long-form length at offset {pos - 1}")
+        length = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    if pos + length > end:
+        raise DerError(f"TLV at offset {pos} declares {length} bytes, {end - pos} left")
+    return tag, pos, pos + length
+
+
+def spans(data: bytes, pos: int, end: int) -> list[tuple[int, int, int]] | None:
+    """(tag, first value byte, end of value) of each TLV in data[pos:end], without copying; None where read_tlvs
+    would raise (the caller then takes the path that reports the error)."""
+    out = []
+    while pos < end:
+        if end - pos < 2:
+            return None
+        n = data[pos + 1]
+        v = pos + 2
+        if n >= 0x80:
+            k = n & 0x7F
+            if k == 0 or k > 4 or v + k > end:
+                return None
+            n = int.from_bytes(data[v : v + k], "big")
+            v += k
+        e = v + n
+        if e > end:
+            return None
+        out.append((data[pos], v, e))
+        pos = e
+    return out
+
+
 def decode_oid(value: bytes) -> str:
     if not value:
         raise DerError("empty OID")

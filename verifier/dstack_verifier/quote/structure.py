@@ -6,6 +6,8 @@ DataObjects read the same as the reference platform's.
 
 from __future__ import annotations
 
+import functools
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +80,31 @@ V5_BODY_TYPES = {1: "sgx", 2: "td10", 3: "td15", 4: "td15ex"}
 
 def layout_len(kind: str) -> int:
     return sum(size for _, size in BODY_LAYOUTS[kind])
+
+
+def _offsets(layout: list[tuple[str, int]]) -> tuple[tuple[str, int, int], ...]:
+    out, at = [], 0
+    for name, size in layout:
+        out.append((name, at, at + size))
+        at += size
+    return tuple(out)
+
+
+# (name, start, end) of every field, relative to the start of the report; which fields are little-endian ints.
+_LAYOUT_OFFSETS = {kind: _offsets(layout) for kind, layout in BODY_LAYOUTS.items()}
+_LAYOUT_LEN = {kind: layout_len(kind) for kind in BODY_LAYOUTS}
+_INT_FIELDS = {kind: frozenset(SGX_INT_FIELDS if kind == "sgx" else ()) | {"vmid"} for kind in BODY_LAYOUTS}
+_HEADER = struct.Struct("<HHIHH16s20s")
+_HEADER_FIELDS = (("version", 2), ("attestation_key_type", 2), ("tee_type", 4), ("qe_svn", 2), ("pce_svn", 2),
+                  ("qe_vendor_id", 16), ("user_data", 20))
+
+
+@functools.lru_cache(maxsize=64)
+def _layout_spans(kind: str, prefix: str, start: int) -> tuple[FieldSpan, ...]:
+    """The byte ranges of a fixed layout placed at `start` (immutable, so every quote of that shape shares them)."""
+    if kind == "header":
+        return tuple(FieldSpan(f"{prefix}.{name}", a, b) for name, a, b in _offsets(list(_HEADER_FIELDS)))
+    return tuple(FieldSpan(f"{prefix}.{name}", start + a, start + b) for name, a, b in _LAYOUT_OFFSETS[kind])
 
 
 @dataclass(frozen=True)
@@ -179,7 +206,18 @@ def _jsonable(v: Any) -> Any:
 
 def _read_report(r: Reader, kind: str, prefix: str) -> Report:
     start = r.pos
-    fields: dict[str, Any] = {}
+    end = start + _LAYOUT_LEN[kind]
+    if end <= len(r.data):  # all of it is there: one slice, its fields by their fixed offsets
+        raw = r.data[start:end]
+        r.pos = end
+        r.spans.extend(_layout_spans(kind, prefix, start))
+        fields = {name: raw[a:b] for name, a, b in _LAYOUT_OFFSETS[kind]}
+        for name in _INT_FIELDS[kind]:
+            if name in fields:
+                fields[name] = int.from_bytes(fields[name], "little")
+        return Report(kind, fields, raw)
+    # Short: read field by field, so the error names the first field that does not fit.
+    fields = {}
     for name, size in BODY_LAYOUTS[kind]:
         raw = r.take(f"{prefix}.{name}", size)
         if (kind == "sgx" and name in SGX_INT_FIELDS) or name == "vmid":
@@ -223,10 +261,12 @@ def _body_kind(r: Reader, h: Header) -> tuple[str, int | None, int | None]:
     raise InputError(f"unsupported quote version {h.version} (expected 3, 4 or 5)", field="header.version", offset=0)
 
 
-def parse_quote(data: bytes) -> Quote:
-    """Decode a quote. Raises InputError (field, offset) on any structural problem; verifies nothing."""
-    r = Reader(data)
-    header = Header(
+def _read_header(r: Reader) -> Header:
+    if len(r.data) >= HEADER_LEN:
+        r.spans.extend(_layout_spans("header", "header", 0))
+        r.pos = HEADER_LEN
+        return Header(*_HEADER.unpack_from(r.data))
+    return Header(
         version=r.u16("header.version"),
         attestation_key_type=r.u16("header.attestation_key_type"),
         tee_type=r.u32("header.tee_type"),
@@ -235,6 +275,12 @@ def parse_quote(data: bytes) -> Quote:
         qe_vendor_id=r.take("header.qe_vendor_id", 16),
         user_data=r.take("header.user_data", 20),
     )
+
+
+def parse_quote(data: bytes) -> Quote:
+    """Decode a quote. Raises InputError (field, offset) on any structural problem; verifies nothing."""
+    r = Reader(data)
+    header = _read_header(r)
     kind, body_type, body_size = _body_kind(r, header)
     body = _read_report(r, kind, "body")
     signed_len = r.pos
@@ -268,10 +314,7 @@ def _read_qe_section(r: Reader, prefix: str) -> tuple[Report, bytes, bytes, int,
     qe_raw = r.take(f"{prefix}.qe_report", 384)
     qe_report = _read_report(Reader(qe_raw, []), "sgx", "qe_report")
     # Record the QE report's own fields at their absolute offsets too, for the hex pane.
-    offset = qe_start
-    for name, size in SGX_REPORT_FIELDS:
-        r.spans.append(FieldSpan(f"{prefix}.qe_report.{name}", offset, offset + size))
-        offset += size
+    r.spans.extend(_layout_spans("sgx", f"{prefix}.qe_report", qe_start))
     qe_sig = r.take(f"{prefix}.qe_report_signature", 64)
     auth_len = r.length(f"{prefix}.qe_auth_data_size", 2)
     qe_auth = r.take(f"{prefix}.qe_auth_data", auth_len)

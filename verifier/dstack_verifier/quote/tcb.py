@@ -4,6 +4,7 @@ TDX module identity, QE identity, status convergence and TD 1.5 relaunch — and
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,27 +41,33 @@ class PlatformMatch:
     better_levels: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _sort_key(level: PlatformTcbLevel, tdx: bool) -> tuple:
+    sgx = tuple([c["svn"] for c in level.tcb.sgxtcbcomponents])
+    tdxc = tuple([c["svn"] for c in (level.tcb.tdxtcbcomponents or [])]) if tdx else ()
+    return (sgx, level.tcb.pcesvn, tdxc)
+
+
+def _keyed_levels(info: TcbInfo) -> list[tuple[tuple, PlatformTcbLevel]]:
+    tdx = info.version >= 3 and info.id == "TDX"
+    keyed = [(_sort_key(level, tdx), level) for level in info.tcbLevels]
+    keyed.sort(key=operator.itemgetter(0), reverse=True)
+    return keyed
+
+
 def canonical_levels(info: TcbInfo) -> list[PlatformTcbLevel]:
     """Intel QVL's order: descending by SGX components, then PCESVN, then (TDX v3) TDX components. Stable."""
-    tdx = info.version >= 3 and info.id == "TDX"
-
-    def key(level: PlatformTcbLevel) -> tuple:
-        sgx = tuple(c.svn for c in level.tcb.sgxtcbcomponents)
-        tdxc = tuple(c.svn for c in (level.tcb.tdxtcbcomponents or [])) if tdx else ()
-        return (sgx, level.tcb.pcesvn, tdxc)
-
-    return sorted(info.tcbLevels, key=key, reverse=True)
+    return [level for _, level in _keyed_levels(info)]
 
 
 def _sgx_component_name(level: PlatformTcbLevel, i: int) -> str:
     comp = level.tcb.sgxtcbcomponents[i]
-    label = comp.type or comp.category
+    label = comp.get("type") or comp.get("category")
     return f"SGX component {i + 1:02d}" + (f" ({label})" if label else "")
 
 
 def _tdx_component_name(level: PlatformTcbLevel, i: int) -> str:
     comp = (level.tcb.tdxtcbcomponents or [])[i]
-    label = comp.type or comp.category
+    label = comp.get("type") or comp.get("category")
     return f"TDX component {i:02d}" + (f" ({label})" if label else "")
 
 
@@ -72,11 +79,11 @@ def shortfalls(
     if pce_svn < level.tcb.pcesvn:
         out.append(Shortfall("PCE SVN", pce_svn, level.tcb.pcesvn))
     for i, comp in enumerate(level.tcb.sgxtcbcomponents[:16]):
-        if cpu_svn[i] < comp.svn:
-            out.append(Shortfall(_sgx_component_name(level, i), cpu_svn[i], comp.svn))
+        if cpu_svn[i] < comp["svn"]:
+            out.append(Shortfall(_sgx_component_name(level, i), cpu_svn[i], comp["svn"]))
     if tee_tcb_svn is not None:
         for i in range(tdx_from, 16):
-            need = (level.tcb.tdxtcbcomponents or [])[i].svn
+            need = (level.tcb.tdxtcbcomponents or [])[i]["svn"]
             if tee_tcb_svn[i] < need:
                 out.append(Shortfall(_tdx_component_name(level, i), tee_tcb_svn[i], need))
     return out
@@ -88,15 +95,23 @@ def match_platform_level(
     is_tdx = tee_tcb_svn is not None
     # Intel's rule: with a non-zero module major version, bytes 0-1 are judged by the TDX module identity.
     tdx_from = 2 if is_tdx and tee_tcb_svn[1] > 0 else 0
-    levels = canonical_levels(info)
     skipped: list[dict[str, Any]] = []
-    for index, level in enumerate(levels):
+    # Whole-vector comparisons first; the per-component walk (which names what falls short) only where one does.
+    quick = len(cpu_svn) == 16 and (tee_tcb_svn is None or len(tee_tcb_svn) >= 16)
+    for index, (key, level) in enumerate(_keyed_levels(info)):
         if len(level.tcb.sgxtcbcomponents) != 16:
             raise TcbError(f"TCB level {index} has {len(level.tcb.sgxtcbcomponents)} SGX components, expected 16")
         if is_tdx and len(level.tcb.tdxtcbcomponents or []) != 16:
             raise TcbError(f"TCB level {index} has {len(level.tcb.tdxtcbcomponents or [])} TDX components, "
                            "expected 16")
-        short = shortfalls(level, cpu_svn, pce_svn, tee_tcb_svn, tdx_from)
+        if quick and pce_svn >= key[1] and all(map(operator.ge, cpu_svn, key[0])) and (
+            tee_tcb_svn is None
+            or all(c["svn"] <= have for c, have in zip(level.tcb.tdxtcbcomponents[tdx_from:16],  # type: ignore[index]
+                                                        tee_tcb_svn[tdx_from:16], strict=True))
+        ):
+            short = []
+        else:
+            short = shortfalls(level, cpu_svn, pce_svn, tee_tcb_svn, tdx_from)
         if not short:
             if level.tcbStatus not in CLASSIC_STATUSES:
                 raise TcbError(f"unrecognised TCB status {level.tcbStatus} in TCB Info")
@@ -126,6 +141,9 @@ def _attr_check(actual: bytes, expected_hex: str, mask_hex: str, what: str) -> N
     mask = bytes.fromhex(mask_hex)
     if len(expected) != len(actual) or len(mask) != len(actual):
         raise TcbError(f"{what}: expected value/mask are not {len(actual)} bytes")
+    m = int.from_bytes(mask, "big")
+    if int.from_bytes(actual, "big") & m == int.from_bytes(expected, "big") & m:
+        return
     for i, (a, e, m) in enumerate(zip(actual, expected, mask, strict=True)):
         if a & m != e & m:
             raise TcbError(f"{what} mismatch at byte {i}: {a:02x} & {m:02x} != {e:02x} & {m:02x}")
@@ -150,8 +168,8 @@ def evaluate_tdx_module(info: TcbInfo, body: Report, tee_tcb_svn: bytes) -> Modu
         )
     seam_attr = body["seamattributes"]
     _attr_check(seam_attr, expected.attributes, expected.attributesMask, "TDX module SEAMATTRIBUTES")
-    mask = bytes.fromhex(expected.attributesMask)
-    if any(a & ~m & 0xFF for a, m in zip(seam_attr, mask, strict=True)):
+    mask = bytes.fromhex(expected.attributesMask)  # as long as seam_attr: _attr_check made sure
+    if int.from_bytes(seam_attr, "big") & ~int.from_bytes(mask, "big"):
         raise TcbError("TDX module SEAMATTRIBUTES has bits set outside the mask")
     if identity is None:
         return ModuleMatch(None, None, isvsvn)

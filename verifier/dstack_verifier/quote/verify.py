@@ -27,19 +27,18 @@ from ..model import Anchor, Check, CheckStatus, Entity
 from ..resources import INTEL_ROOT_CA_SHA256
 from . import tcb
 from .chain import (
+    Cert,
     ChainCache,
     ChainError,
     CrlStore,
     LoadedCrl,
-    cert_summary,
     check_revocation,
-    describe,
     load_crl,
+    load_pem_certs,
     verify_chain,
 )
 from .collateral import Collateral, CollateralFormatError, QeIdentity, TcbInfo
-from .names import cert_names
-from .pck import PckExtensionError, PckInfo, parse_pck_extension
+from .pck import PckExtensionError, PckInfo, ca_type_for_issuer, parse_sgx_extension
 from .policy import TcbPolicy
 from .reference import ReferenceVerdict, reference_verify
 from .structure import INTEL_QE_VENDOR_ID, TEE_SGX, TEE_TDX, Quote, parse_quote
@@ -68,12 +67,15 @@ class StepOutcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
 def _sig_valid(pub: ec.EllipticCurvePublicKey, raw_sig: bytes, message: bytes) -> bool:
     if len(raw_sig) != 64:
         return False
     der = encode_dss_signature(int.from_bytes(raw_sig[:32], "big"), int.from_bytes(raw_sig[32:], "big"))
     try:
-        pub.verify(der, message, ec.ECDSA(hashes.SHA256()))
+        pub.verify(der, message, _ECDSA_SHA256)
     except InvalidSignature:
         return False
     return True
@@ -83,9 +85,9 @@ def _ts(now: int) -> datetime:
     return datetime.fromtimestamp(now, UTC)
 
 
-def _load_pem_chain(pem: bytes, what: str) -> list[x509.Certificate]:
+def _load_pem_chain(pem: bytes, what: str) -> list[Cert]:
     try:
-        certs = x509.load_pem_x509_certificates(pem.rstrip(b"\x00"))
+        certs = load_pem_certs(pem.rstrip(b"\x00"))
     except (ValueError, x509.InvalidVersion) as exc:
         raise StepFailed(f"{what}: the PEM certificate chain does not parse ({exc})") from None
     if not certs:
@@ -126,7 +128,7 @@ class SignedCollateral:
 
     tcb_info: TcbInfo
     qe_identity: QeIdentity
-    chains: dict[str, list[x509.Certificate]]
+    chains: dict[str, list[Cert]]
     details: dict[str, Any]
 
 
@@ -140,6 +142,34 @@ class CollateralMemo:
         self.limit = limit
         self._items: dict[tuple, Any] = {}
         self.chains = ChainCache()
+        self._seen: dict[int, list] = {}  # id(collateral) -> [collateral, token, content key or None]
+        self._by_content: dict[str, Any] = {}  # content key -> token
+
+    def collateral_token(self, collateral: Collateral) -> Any:
+        """What stands for this collateral's content in the memo's keys.
+
+        Collateral objects are frozen, so the first one seen stands for itself; once another object comes, the
+        contents are compared through collateral_key (computed once per object), and equal contents share a token.
+        A memo that only ever sees one collateral object never hashes it.
+        """
+        held = self._seen.get(id(collateral))
+        if held is not None and held[0] is collateral:
+            return held[1]
+        if self._seen:
+            for entry in self._seen.values():
+                if entry[2] is None:
+                    entry[2] = collateral_key(entry[0])
+                    self._by_content.setdefault(entry[2], entry[1])
+            key = collateral_key(collateral)
+            entry = [collateral, self._by_content.setdefault(key, key), key]
+        else:
+            entry = [collateral, ("collateral object", id(collateral)), None]
+        if len(self._seen) < self.limit:
+            self._seen[id(collateral)] = entry  # the object is held too, so its id is not reused
+        elif entry[2] is None:  # with no room to hold it, it is identified by content
+            key = collateral_key(collateral)
+            entry[1] = entry[2] = self._by_content.setdefault(key, key)
+        return entry[1]
 
     def cached(self, key: tuple, fn: Callable[[], Any]) -> Any:
         if key not in self._items:
@@ -161,7 +191,8 @@ def collateral_key(collateral: Collateral) -> str:
     for part in (collateral.root_ca_crl, collateral.pck_crl, collateral.tcb_info_signature,
                  collateral.qe_identity_signature, collateral.tcb_info.encode(), collateral.qe_identity.encode(),
                  collateral.tcb_info_issuer_chain.encode(), collateral.qe_identity_issuer_chain.encode()):
-        h.update(len(part).to_bytes(8, "little") + part)
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
     return h.hexdigest()
 
 
@@ -177,8 +208,11 @@ def verify_signed_collateral(
 ) -> SignedCollateral:
     """dcap.md §5 steps 5 and 6 without the time windows (those are the freshness check)."""
     at = _ts(now)
+    cache = cache or ChainCache()
+    root = cache.cert(anchor.cert, anchor.der)
     details: dict[str, Any] = {}
-    chains: dict[str, list[x509.Certificate]] = {}
+    chains: dict[str, list[Cert]] = {}
+    loaded: dict[str, list[Cert]] = {}  # Intel ships one issuer chain for both: it is read once
     parsed: list[Any] = []
     items: list[tuple[str, str, str, bytes, Callable[[], Any]]] = [
         ("TCB Info", collateral.tcb_info_issuer_chain, collateral.tcb_info, collateral.tcb_info_signature,
@@ -191,21 +225,23 @@ def verify_signed_collateral(
             obj = parse()
         except CollateralFormatError as exc:
             raise StepFailed(f"{name} does not parse: {exc}") from None
-        chain = _load_pem_chain(chain_pem.encode(), f"{name} issuer chain")
+        chain = loaded.get(chain_pem)
+        if chain is None:
+            chain = loaded[chain_pem] = _load_pem_chain(chain_pem.encode(), f"{name} issuer chain")
         try:
-            result = verify_chain(chain[0], chain[1:], anchor.cert, None, at, cache)
+            result = verify_chain(chain[0], chain[1:], root, None, at, cache)
         except ChainError as exc:
             raise StepFailed(f"{name} issuer chain: {exc}", {"code": exc.code}) from None
-        if not _sig_valid(chain[0].public_key(), signature, text.encode()):
+        if not _sig_valid(chain[0].key, signature, text.encode()):
             raise StepFailed(
-                f"{name} signature does not verify with the key of {describe(chain[0])}",
-                {"signer": cert_summary(chain[0])},
+                f"{name} signature does not verify with the key of {chain[0].describe()}",
+                {"signer": chain[0].summary()},
             )
         parsed.append(obj)
         chains[name] = result.path
         details[name] = {
-            "signer": cert_summary(chain[0]),
-            "chain": [describe(c) for c in result.path],
+            "signer": chain[0].summary(),
+            "chain": [c.describe() for c in result.path],
             "id": obj.id,
             "version": obj.version,
             "issue_date": obj.issueDate,
@@ -244,11 +280,13 @@ def verify_crls(collateral: Collateral, anchor: TrustAnchor, now: int, cache: Ch
     """dcap.md §5 steps 1-2: both CRLs parse, the root CRL is signed by the anchor, current, and spares the root."""
     root = _parse_crl(collateral.root_ca_crl, "root CA CRL")
     pck = _parse_crl(collateral.pck_crl, "PCK CRL")
-    if root.issuer != cert_names(anchor.cert).subject:
+    cache = cache or ChainCache()
+    anchor_cert = cache.cert(anchor.cert, anchor.der)
+    if root.issuer != anchor_cert.names.subject:
         raise StepFailed(f"the root CA CRL is issued by {root.issuer_text}, not by the trust "
-                         f"anchor {describe(anchor.cert)}")
+                         f"anchor {anchor_cert.describe()}")
     try:
-        check_revocation(anchor.cert, anchor.cert, CrlStore([root]), _ts(now), cache)
+        check_revocation(anchor_cert, anchor_cert, CrlStore([root]), _ts(now), cache)
     except ChainError as exc:
         raise StepFailed(f"root CA CRL: {exc}", {"code": exc.code}) from None
     return CrlSet(root, pck)
@@ -259,7 +297,7 @@ def _crl_details(loaded: LoadedCrl) -> dict[str, Any]:
     return {
         "issuer": loaded.issuer_text,
         "this_update": crl.last_update_utc.isoformat(),
-        "next_update": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
+        "next_update": loaded.next_update_iso,
         "revoked_serials": len(crl),
     }
 
@@ -461,9 +499,9 @@ def _evaluate_tcb(q: Quote, pck: PckInfo, signed: SignedCollateral) -> dict[str,
             "tcb_date": match.level.tcbDate,
             "status": match.level.tcbStatus,
             "advisory_ids": match.level.advisoryIDs,
-            "sgx_components": [c.svn for c in match.level.tcb.sgxtcbcomponents],
+            "sgx_components": [c["svn"] for c in match.level.tcb.sgxtcbcomponents],
             "pce_svn": match.level.tcb.pcesvn,
-            "tdx_components": [c.svn for c in match.level.tcb.tdxtcbcomponents or []] or None,
+            "tdx_components": [c["svn"] for c in match.level.tcb.tdxtcbcomponents or []] or None,
         },
         "platform": {
             "cpu_svn": list(pck.cpu_svn),
@@ -498,42 +536,46 @@ def _freshness(collateral: Collateral, crls: CrlSet | None, signed: SignedCollat
     for name, obj in zip(("TCB Info", "QE Identity"), dated, strict=True):
         windows.append((name, obj.issue_ts, obj.next_update_ts, False))
     if crls is not None:
-        for name, crl in (("root CA CRL", crls.root_crl), ("PCK CRL", crls.pck_crl)):
-            nu = crl.next_update_utc
+        for name, loaded in (("root CA CRL", crls.root), ("PCK CRL", crls.pck)):
+            nu = loaded.next_update
             windows.append((name, None, int(nu.timestamp()) if nu else None, True))
     rows = []
     problems, warnings = [], []
+    soonest = None
     for name, issued, next_update, strict in windows:
         left = None if next_update is None else next_update - now
+        next_text = _iso(next_update)
         rows.append({
             "item": name,
             "issued": _iso(issued),
-            "next_update": _iso(next_update),
+            "next_update": next_text,
             "seconds_left": left,
         })
+        if left is not None and (soonest is None or left < soonest[0]):
+            soonest = (left, name, next_text)
         if issued is not None and now < issued:
             problems.append(f"{name} is issued in the future ({_iso(issued)})")
         elif next_update is None:
             problems.append(f"{name} has no next update")
         elif left is not None and (left <= 0 if strict else left < 0):
-            problems.append(f"{name} expired at {_iso(next_update)}")
+            problems.append(f"{name} expired at {next_text}")
         elif left is not None and left < warn_seconds:
-            warnings.append(f"{name} is due for update at {_iso(next_update)} ({left // 3600} h left)")
+            warnings.append(f"{name} is due for update at {next_text} ({left // 3600} h left)")
     details = {"items": rows, "verification_time": _iso(now)}
     if problems:
         raise StepFailed("; ".join(problems), details)
     if warnings:
         return StepOutcome(CheckStatus.WARN, "; ".join(warnings), details)
-    soonest = min((r for r in rows if r["seconds_left"] is not None), key=lambda r: r["seconds_left"])
+    assert soonest is not None  # without problems every item has a next update
     return StepOutcome(
         CheckStatus.PASS,
-        f"all collateral is current; the first to update is the {soonest['item']} at {soonest['next_update']}",
+        f"all collateral is current; the first to update is the {soonest[1]} at {soonest[2]}",
         details,
     )
 
 
 def _iso(ts: int | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 CRYPTO_STEPS = (
@@ -569,7 +611,7 @@ def verify_quote(
     if collateral is None:
         p.block("collateral", collateral_missing_reason or "no collateral was given",
                 CheckStatus.ERROR if collateral_is_error else CheckStatus.SKIP)
-    ckey = collateral_key(collateral) if collateral is not None else ""
+    ckey = memo.collateral_token(collateral) if collateral is not None else ""
     state: dict[str, Any] = {}
 
     def quote_structure() -> StepOutcome:
@@ -619,23 +661,26 @@ def verify_quote(
                                  "PEM chain)")
         # The same PEM (one platform's chain) loads to the same objects, whose parsed extensions are kept.
         certs = memo.cached(("pem", pem), lambda: _load_pem_chain(pem, "PCK certificate chain"))
+        root = memo.chains.cert(anchor.cert, anchor.der)
         try:
-            path = verify_chain(certs[0], certs[1:], anchor.cert, None, at, memo.chains).path
+            path = verify_chain(certs[0], certs[1:], root, None, at, memo.chains).path
         except ChainError as exc:
             raise StepFailed(f"PCK chain: {exc}",
-                             {"code": exc.code, "chain": [cert_summary(c) for c in certs]}) from None
+                             {"code": exc.code, "chain": [c.summary() for c in certs]}) from None
+        leaf = certs[0]
         try:
-            pck = memo.cached(("pck", certs[0]), lambda: parse_pck_extension(certs[0]))
+            pck = memo.cached(("pck", leaf), lambda: parse_sgx_extension(
+                leaf.ext.sgx, lambda: ca_type_for_issuer(leaf.issuer_text)))
         except PckExtensionError as exc:
-            raise StepFailed(f"PCK certificate {describe(certs[0])}: {exc}") from None
+            raise StepFailed(f"PCK certificate {leaf.describe()}: {exc}") from None
         res.pck = pck
         state["pck_path"] = path
         return StepOutcome(
             CheckStatus.PASS,
-            f"{' → '.join(describe(c) for c in path)}; FMSPC {pck.fmspc.hex().upper()}, {pck.ca_type} CA",
+            f"{' → '.join(c.describe() for c in path)}; FMSPC {pck.fmspc.hex().upper()}, {pck.ca_type} CA",
             {
                 "source": source,
-                "chain": [cert_summary(c) for c in path],
+                "chain": [c.summary() for c in path],
                 "trust_anchor_sha256": anchor.sha256,
                 "trust_anchor_is_intel": anchor.is_intel,
                 "pck": pck.to_dict(),
@@ -652,7 +697,7 @@ def verify_quote(
             CheckStatus.PASS,
             f"TCB Info ({signed.tcb_info.id} v{signed.tcb_info.version}, FMSPC {signed.tcb_info.fmspc}) and QE "
             f"Identity ({signed.qe_identity.id} v{signed.qe_identity.version}) are signed by "
-            f"{describe(signed.chains['TCB Info'][0])}, chained to the trust anchor",
+            f"{signed.chains['TCB Info'][0].describe()}, chained to the trust anchor",
             signed.details,
         )
 
@@ -684,8 +729,8 @@ def verify_quote(
     def qe_report() -> StepOutcome:
         q = _q(res)
         leaf = state["pck_path"][0]
-        if not _sig_valid(leaf.public_key(), q.auth.qe_report_signature, q.auth.qe_report.raw):
-            raise StepFailed(f"the QE report signature does not verify with the PCK key of {describe(leaf)}")
+        if not _sig_valid(leaf.key, q.auth.qe_report_signature, q.auth.qe_report.raw):
+            raise StepFailed(f"the QE report signature does not verify with the PCK key of {leaf.describe()}")
         if len(q.auth.qe_auth_data) != 32:
             raise StepFailed(f"QE auth data is {len(q.auth.qe_auth_data)} bytes; dcap-qvl requires 32")
         expected = hashlib.sha256(q.auth.attestation_key + q.auth.qe_auth_data).digest()
