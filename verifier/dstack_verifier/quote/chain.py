@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
 from . import der, names
 from .names import CertNames, common_name, crl_issuer, name_text, tbs_names
+from .pck import SGX_EXTENSION_OID
 
 MAX_INTERMEDIATES = 4
 _KNOWN_CRITICAL = {
@@ -31,7 +32,6 @@ _KNOWN_CRITICAL = {
     ExtensionOID.SUBJECT_KEY_IDENTIFIER,
     ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
 }
-SGX_EXTENSION_OID = x509.ObjectIdentifier("1.2.840.113741.1.13.1")
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _ECDSA_SHA256_ALG = bytes.fromhex("300a06082a8648ce3d040302")  # AlgorithmIdentifier {ecdsa-with-SHA256}, no params
 
@@ -141,15 +141,16 @@ class Cert:
             unknown = bc = ku = None
             sgx = []
             for e in self.x509.extensions:
-                oid = e.oid
-                if unknown is None and e.critical and oid not in _KNOWN_CRITICAL:
-                    unknown = oid
-                if oid == ExtensionOID.BASIC_CONSTRAINTS:
-                    bc = e.value
-                elif oid == ExtensionOID.KEY_USAGE:
-                    ku = e.value
-                elif oid == SGX_EXTENSION_OID:
-                    sgx.append(e.value.value)  # UnrecognizedExtension: the DER bytes
+                if unknown is None and e.critical and e.oid not in _KNOWN_CRITICAL:
+                    unknown = e.oid
+                value = e.value
+                kind = type(value)  # each OID cryptography knows has its own value class
+                if kind is x509.BasicConstraints:
+                    bc = value
+                elif kind is x509.KeyUsage:
+                    ku = value
+                elif kind is x509.UnrecognizedExtension and e.oid == SGX_EXTENSION_OID:
+                    sgx.append(value.value)  # the DER bytes
             self._ext = Extensions(unknown, bc, ku, tuple(sgx))
         return self._ext
 

@@ -104,10 +104,10 @@ def match_platform_level(
         if is_tdx and len(level.tcb.tdxtcbcomponents or []) != 16:
             raise TcbError(f"TCB level {index} has {len(level.tcb.tdxtcbcomponents or [])} TDX components, "
                            "expected 16")
+        tdx = level.tcb.tdxtcbcomponents or []
         if quick and pce_svn >= key[1] and all(map(operator.ge, cpu_svn, key[0])) and (
             tee_tcb_svn is None
-            or all(c["svn"] <= have for c, have in zip(level.tcb.tdxtcbcomponents[tdx_from:16],  # type: ignore[index]
-                                                        tee_tcb_svn[tdx_from:16], strict=True))
+            or all(c["svn"] <= have for c, have in zip(tdx[tdx_from:16], tee_tcb_svn[tdx_from:16], strict=True))
         ):
             short = []
         else:
