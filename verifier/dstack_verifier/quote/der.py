@@ -27,21 +27,8 @@ def read_tlvs(data: bytes) -> list[Tlv]:
     pos = 0
     end = len(data)
     while pos < end:
-        if end - pos < 2:
-            raise DerError(f"truncated TLV header at offset {pos}")
-        tag = data[pos]
-        length = data[pos + 1]
-        pos += 2
-        if length >= 0x80:
-            n = length & 0x7F
-            if n == 0 or n > 4 or pos + n > end:
-                raise DerError(f"bad long-form length at offset {pos - 1}")
-            length = int.from_bytes(data[pos : pos + n], "big")
-            pos += n
-        if pos + length > end:
-            raise DerError(f"TLV at offset {pos} declares {length} bytes, {end - pos} left")
-        out.append(Tlv(tag, data[pos : pos + length]))
-        pos += length
+        tag, start, pos = header(data, pos, end)
+        out.append(Tlv(tag, data[start:pos]))
     return out
 
 
