@@ -20,10 +20,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from dstack_inspector.cli import main
-from dstack_verifier.eventlog import MAX_PAYLOAD_BYTES
+from dstack_verifier.eventlog import MAX_PAYLOAD_BYTES, parse_event_log
 
 from tests.support.fixtures import fixture_path
 from tests.support.rpc_node import RpcNode
+from tests.support.scale import encode_attestation, scale_compact, scale_vec
 
 HEAD = 31_000_000
 COLLATERAL_CHECKS = ["hardware.collateral_signatures", "hardware.revocation", "hardware.tcb_status",
@@ -354,41 +355,12 @@ def test_two_composes_are_bad_input(capsys, tmp_path: Path, gateway: Dataset, km
     assert "several app-compose files" in err and str(first) in err and str(second) in err
 
 
-# A small SCALE encoder for the "V0" attestation blob (spec §9.3).
-
-
-def scale_compact(n: int) -> bytes:
-    if n < 1 << 6:
-        return bytes([n << 2])
-    if n < 1 << 14:
-        return ((n << 2) | 1).to_bytes(2, "little")
-    if n < 1 << 30:
-        return ((n << 2) | 2).to_bytes(4, "little")
-    body = n.to_bytes((n.bit_length() + 7) // 8, "little")
-    return bytes([((len(body) - 4) << 2) | 3]) + body
-
-
-def scale_bytes(data: bytes) -> bytes:
-    return scale_compact(len(data)) + data
-
-
 def attestation_blob(quote: bytes, events: list[dict[str, Any]], report_data: bytes, config: str) -> bytes:
-    """version 0, platform 0 (dstack-tdx), quote, the stripped log (runtime events without digest or payload),
-    the runtime events as (name, payload), report_data, the VM config text."""
-    out = bytearray(b"\x00\x00") + scale_bytes(quote) + scale_compact(len(events))
-    runtime = []
-    for e in events:
-        is_runtime = e["imr"] == 3
-        out += e["imr"].to_bytes(4, "little") + e["event_type"].to_bytes(4, "little")
-        out += scale_bytes(b"" if is_runtime else bytes.fromhex(e["digest"]))
-        out += scale_bytes(e["event"].encode()) + scale_bytes(b"" if is_runtime else bytes.fromhex(e["event_payload"]))
-        if is_runtime:
-            runtime.append(e)
-    out += scale_compact(len(runtime))
-    for e in runtime:
-        out += scale_bytes(e["event"].encode()) + scale_bytes(bytes.fromhex(e["event_payload"]))
-    out += report_data + scale_bytes(config.encode())
-    return bytes(out)
+    """The whole log with the runtime events stripped of digest and payload, then the runtime events themselves."""
+    parsed = parse_event_log(events, "events")
+    runtime = [e for e in parsed if e.imr == 3]
+    log = [e.model_copy(update={"digest": None, "payload": b""}) if e.imr == 3 else e for e in parsed]
+    return encode_attestation(quote, log, runtime, report_data, config)
 
 
 def test_scale_compact_modes() -> None:
@@ -422,9 +394,9 @@ def test_attestation_json_decodes_and_its_events_verify(capsys, tmp_path: Path, 
     assert [i["kind"] for i in report["inputs"]] == ["attestation"]
 
     # The same attestation with one runtime payload byte changed no longer replays to RTMR3.
-    runtime_app_id = scale_bytes(b"app-id") + scale_bytes(bytes.fromhex(LITE_APP_ID))
+    runtime_app_id = scale_vec(b"app-id") + scale_vec(bytes.fromhex(LITE_APP_ID))
     assert blob.count(runtime_app_id) == 1
-    tampered = blob.replace(runtime_app_id, scale_bytes(b"app-id") + scale_bytes(bytes.fromhex(flip_hex(LITE_APP_ID))))
+    tampered = blob.replace(runtime_app_id, scale_vec(b"app-id") + scale_vec(bytes.fromhex(flip_hex(LITE_APP_ID))))
     path = write_json(tmp_path / "tampered.json", {"attestation": tampered.hex()})
     code, report = run_json(capsys, "verify", path, "--offline")
     assert code == 1

@@ -43,6 +43,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.fixtures import fixture_path
+from tests.support.scale import encode_attestation as encode
+from tests.support.scale import scale_compact, scale_str, scale_vec
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -477,30 +479,6 @@ def test_key_provider_decoding_is_best_effort(payload: bytes) -> None:
 # SCALE "V0" attestation blob (spec §9.3), encoded here from the lite fixture
 
 
-def scale_compact(n: int) -> bytes:
-    if n < 1 << 6:
-        return bytes([n << 2])
-    if n < 1 << 14:
-        return ((n << 2) | 1).to_bytes(2, "little")
-    if n < 1 << 30:
-        return ((n << 2) | 2).to_bytes(4, "little")
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "little")
-    return bytes([((len(raw) - 4) << 2) | 3]) + raw
-
-
-def scale_vec(data: bytes) -> bytes:
-    return scale_compact(len(data)) + data
-
-
-def scale_str(text: str) -> bytes:
-    return scale_vec(text.encode("utf-8"))
-
-
-def scale_tdx_event(e: Event) -> bytes:
-    return (struct.pack("<II", e.imr, e.event_type) + scale_vec(e.digest or b"") + scale_str(e.name)
-            + scale_vec(e.payload))
-
-
 def lite_attestation_parts() -> dict[str, Any]:
     doc, quote, events = lite()
     stripped = [e for e in events if e.name in ACPI_NAMES or e.is_runtime]
@@ -515,11 +493,7 @@ def lite_attestation_parts() -> dict[str, Any]:
 
 
 def encode_attestation(parts: dict[str, Any]) -> bytes:
-    return (b"\x00\x00" + scale_vec(parts["quote"])
-            + scale_compact(len(parts["stripped"])) + b"".join(scale_tdx_event(e) for e in parts["stripped"])
-            + scale_compact(len(parts["runtime"]))
-            + b"".join(scale_str(e.name) + scale_vec(e.payload) for e in parts["runtime"])
-            + parts["report_data"] + scale_str(parts["config"]))
+    return encode(parts["quote"], parts["stripped"], parts["runtime"], parts["report_data"], parts["config"])
 
 
 def test_attestation_blob_round_trip() -> None:
