@@ -143,6 +143,12 @@ def get_answer(client: NetClient, url: str, what: str) -> NetResponse:
             from exc
 
 
+def fetch_json(client: NetClient, endpoint: str, path: str, what: str) -> tuple[Any, str]:
+    """GET `path` under the endpoint `endpoint` as JSON: (the decoded answer, the source label naming the URL)."""
+    response = get_answer(client, base_url(endpoint, what) + path, what)
+    return json_answer(response, what), f"{what} {response.url}"
+
+
 def status_error(response: NetResponse, what: str, message: str | None = None) -> SourceError:
     problem = response.status_problem()
     text = f"{message} ({problem})" if message else f"request failed: {problem}"

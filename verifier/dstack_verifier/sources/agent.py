@@ -37,13 +37,11 @@ from . import (
     Fields,
     KeyProvider,
     SourceError,
-    base_url,
     decode_answer,
     event_log_value,
+    fetch_json,
     from_input_error,
-    get_answer,
     hex_value,
-    json_answer,
     pem_chain,
     quote_value,
     runtime_event_payload,
@@ -204,11 +202,9 @@ def info_path(kms_version: str | None = None) -> str:
 def fetch_info(client: NetClient, agent_url: str, *, kms_version: str | None = None) -> AgentInfo:
     """GET the guest agent's app info (the endpoint chosen by :func:`info_path`)."""
     path = info_path(kms_version)
-    url = base_url(agent_url, "guest agent") + path
-    response = get_answer(client, url, "guest agent")
-    doc = json_answer(response, "guest agent")
+    doc, source = fetch_json(client, agent_url, path, "guest agent")
     form: AgentForm = "info" if path == INFO_PATH else "worker-info"
-    return agent_info_from_json(doc, f"guest agent {response.url}", form=form)
+    return agent_info_from_json(doc, source, form=form)
 
 
 def parse_info(data: bytes, source: str, *, legacy: bool | None = None) -> AgentInfo:
@@ -386,9 +382,7 @@ class KmsMeta(BaseModel):
 
 
 def fetch_kms_meta(client: NetClient, kms_url: str) -> KmsMeta:
-    url = base_url(kms_url, "KMS") + KMS_META_PATH
-    response = get_answer(client, url, "KMS")
-    return kms_meta_from_json(json_answer(response, "KMS"), f"KMS {response.url}")
+    return kms_meta_from_json(*fetch_json(client, kms_url, KMS_META_PATH, "KMS"))
 
 
 def parse_kms_meta(data: bytes, source: str) -> KmsMeta:

@@ -22,11 +22,9 @@ from . import (
     EntityMaterial,
     Fields,
     SourceError,
-    base_url,
     decode_answer,
-    get_answer,
+    fetch_json,
     hex_value,
-    json_answer,
     pem_chain,
     quote_value,
     runtime_event_payload,
@@ -97,9 +95,7 @@ class AcmeInfo(BaseModel):
 
 
 def fetch_acme_info(client: NetClient, gateway_url: str) -> AcmeInfo:
-    url = base_url(gateway_url, "gateway") + ACME_INFO_PATH
-    response = get_answer(client, url, "gateway")
-    return acme_info_from_json(json_answer(response, "gateway"), f"gateway {response.url}")
+    return acme_info_from_json(*fetch_json(client, gateway_url, ACME_INFO_PATH, "gateway"))
 
 
 def parse_acme_info(data: bytes, source: str) -> AcmeInfo:
@@ -107,9 +103,7 @@ def parse_acme_info(data: bytes, source: str) -> AcmeInfo:
 
 
 def fetch_app_info(client: NetClient, gateway_url: str) -> AgentInfo:
-    url = base_url(gateway_url, "gateway") + APP_INFO_PATH
-    response = get_answer(client, url, "gateway")
-    return agent_info_from_json(json_answer(response, "gateway"), f"gateway {response.url}", form="gateway-app-info")
+    return agent_info_from_json(*fetch_json(client, gateway_url, APP_INFO_PATH, "gateway"), form="gateway-app-info")
 
 
 def parse_app_info(data: bytes, source: str) -> AgentInfo:
