@@ -18,7 +18,7 @@ import struct
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import InputError
 from ..eventlog import Event
@@ -120,6 +120,15 @@ class AcpiDigests:
     source: AcpiSource
     note: str
     log_indices: tuple[int, int, int] | None = None  # where each digest sits in the event log, when taken from it
+
+    def describe(self) -> dict[str, Any]:
+        """What a measurement's `inputs` say about where the ACPI digests came from."""
+        return {
+            "acpi_source": self.source,
+            "acpi_note": self.note,
+            "acpi_log_indices": list(self.log_indices) if self.log_indices else None,
+            "acpi_tables_verified": self.source == "acpi-tool",
+        }
 
 
 def acpi_from_event_log(events: Sequence[Event]) -> AcpiDigests:

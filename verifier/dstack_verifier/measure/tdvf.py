@@ -286,6 +286,16 @@ class QemuOptions:
     def version_text(self) -> str:
         return ".".join(str(part) for part in self.version)
 
+    def describe(self, vm_config: Mapping[str, Any]) -> dict[str, Any]:
+        """What a measurement's `inputs` say about the VM and the page order chosen for it."""
+        return {
+            "cpu_count": vm_config.get("cpu_count"),
+            "qemu_version": self.version_text,
+            "qemu_version_given": self.version_given,
+            "qemu_single_pass_add_pages": vm_config.get("qemu_single_pass_add_pages"),
+            "mrtd_variant_reason": self.two_pass_reason,
+        }
+
 
 def _optional_bool(vm_config: Mapping[str, Any], key: str) -> bool | None:
     value = vm_config.get(key)
