@@ -45,6 +45,8 @@ def parse_instant(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from dstack_verifier import __version__
 
+    from .report_cli import add_report_parser
+
     parser = _Parser(prog="dstack-inspector", description="Attestation inspector for dstack apps on Intel TDX.")
     parser.add_argument("--version", action="version", version=f"dstack-inspector {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -74,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--app-contract", help="the app's DstackApp contract (default: the app id of the event log)")
     v.add_argument("--chain", default="base", help="chain of the contracts: base (default) or ethereum")
     v.add_argument("--rpc-url", help="JSON-RPC endpoint of that chain (default: a public endpoint)")
+    v.add_argument("--domain", help="the gateway's base domain for the domain checks (default: from the gateway URL)")
+    v.add_argument("--dns-server", metavar="HOST:PORT", help="DNS resolver for the CAA check (default: the system's)")
+    v.add_argument("--tls-roots", type=Path, metavar="PEM",
+                   help="trust roots for the gateway's TLS chain (default: the system trust store)")
+    v.add_argument("--ct-log", action="store_true", help="scan the certificate transparency log (slow; off by default)")
+    v.add_argument("--crtsh-url", metavar="URL", help="crt.sh base URL for --ct-log (default: https://crt.sh/)")
     v.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     v.add_argument("--output", type=Path, help="write the JSON report to this file")
     m = sub.add_parser("measure", help="print the expected MRTD, RTMR0-2 and every event digest of an OS image")
@@ -83,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--event-log", type=Path, help="an event log (or GetQuote JSON) for the ACPI digests")
     m.add_argument("--acpi-tool", type=Path, help="the dstack-acpi-tables executable (default: found on PATH)")
     m.add_argument("--json", action="store_true", help="print JSON")
+    add_report_parser(sub, _Parser)
     return parser
 
 
@@ -149,6 +158,31 @@ def _onchain_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                           app_contract=args.app_contract)
 
 
+def _domain_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """None when no domain option is given, so that a re-run of a report keeps the options it recorded."""
+    from dstack_verifier.domain import DEFAULT_CRTSH_URL
+    from dstack_verifier.domain_phase import DomainOptions
+    from dstack_verifier.evidence import read_bounded
+    from dstack_verifier.ratls import load_certificates
+
+    if not (args.domain or args.dns_server or args.tls_roots or args.ct_log or args.crtsh_url):
+        return None
+    resolver = None
+    if args.dns_server:
+        host, _, port = args.dns_server.rpartition(":")
+        if not host or not port.isdecimal() or not 0 < int(port) < 65536:
+            raise UsageError(f"--dns-server: {args.dns_server!r} is not HOST:PORT")
+        resolver = (host.strip("[]"), int(port))
+    roots = None
+    if args.tls_roots:
+        roots = load_certificates(read_bounded(args.tls_roots, 8 << 20), str(args.tls_roots))
+    crtsh = args.crtsh_url or DEFAULT_CRTSH_URL
+    if not crtsh.startswith(("https://", "http://")):
+        raise UsageError(f"--crtsh-url: {crtsh!r} is not an http(s) URL")
+    return DomainOptions(domain=args.domain, resolver=resolver, trust_roots=roots, ct_log=args.ct_log,
+                         crtsh_url=crtsh)
+
+
 def _image_base_url(text: str | None) -> str | None:
     if text is None:
         return None
@@ -193,6 +227,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         phases=_phases(args.phases),
         explicit_phases=bool(args.phases),
         onchain=_onchain_options(args),
+        domain=_domain_options(args),
         images=ImageOptions(image_dir=args.image_dir, cache_dir=cache_dir(), fetch=args.fetch_image,
                             acpi_tool=args.acpi_tool, image_base_url=_image_base_url(args.image_base_url)),
     )
@@ -267,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_verify(args)
         if args.command == "measure":
             return cmd_measure(args)
+        if args.command == "report":
+            from .report_cli import cmd_report
+
+            return cmd_report(args)
         return cmd_gui(args)
     except UsageError as exc:
         print(_one_line(f"dstack-inspector: usage error: {exc}"), file=sys.stderr)

@@ -53,28 +53,63 @@ def test_a_cloud_answer_is_verified_on_its_own(capsys, tmp_path: Path) -> None:
 
 
 def test_app_id_online_then_offline_replay(capsys, tmp_path: Path, monkeypatch) -> None:
-    from tests.support.cloud_server import DstackServer
+    from tests.support.cloud_server import ACME_ACCOUNT_URI, BASE_DOMAIN, DstackServer, cloud_path
+    from tests.support.dns_server import DnsServer
 
     monkeypatch.setenv("DSTACK_INSPECTOR_CACHE_DIR", str(tmp_path / "cache"))
     dataset = Dataset1.load()
-    with DstackServer(dataset) as server:
+    pinned = f"letsencrypt.org; accounturi={ACME_ACCOUNT_URI}"
+    with DstackServer(dataset) as server, DnsServer({BASE_DOMAIN: {"CAA": [(0, "issue", pinned)]}}) as dns:
+        answer = dataset.cloud_answer()
+        answer["kms_info"]["gateway_app_url"] = server.url  # the gateway's endpoints are this server's
+        server.set_json(cloud_path(dataset.app_id), answer)
         # The PCCS is the same loopback server, which has no collateral: the collateral checks are errors.
         code, report = run_json(capsys, "verify", "--app-id", dataset.app_id, "--cloud-url", server.cloud_base_url,
-                                "--pccs-url", server.url, "--no-cache", "--output", tmp_path / "r.json")
+                                "--pccs-url", server.url, "--no-cache", "--output", tmp_path / "r.json",
+                                "--domain", BASE_DOMAIN, "--dns-server", "{}:{}".format(*dns.address))
     assert set(report["entities"]) == {"app", "kms", "gateway"}
     assert report["inputs"][0]["role"] == "cloud-attestations"
     assert report["inputs"][0]["name"].startswith(server.cloud_base_url)
-    online = {(c["entity"], c["id"]): c["status"] for c in report["checks"]}
-    assert online[("app", "eventlog.replay")] == "pass"
-    assert online[("app", "hardware.collateral_signatures")] == "error"
-    # Offline, from the recorded answer, with the server gone: the same checks, collateral aside.
+    online = {(c["entity"], c["id"]): c for c in report["checks"]}
+    assert online[("app", "eventlog.replay")]["status"] == "pass"
+    assert online[("app", "hardware.collateral_signatures")]["status"] == "error"
+    # The gateway's acme-info came from its URL and its account quote is the gateway's quote; the account URI is
+    # the test server's stand-in, so the quote does not bind it: the binding and the TEE-controlled key fail.
+    assert online[("gateway", "binding.report_data")]["status"] == "fail"
+    assert "acme-account" in online[("gateway", "binding.report_data")]["summary"]
+    assert online[("gateway", "domain.tee_controlled_key")]["status"] == "fail"
+    assert online[("gateway", "domain.dns_caa")]["status"] == "pass"
+    assert online[("gateway", "source.gateway_app_id")]["status"] == "pass"
+    assert online[("app", "source.kms_key_provider")]["status"] == "warn"
+    # Offline, from the recorded answers, with the servers gone: the same checks, collateral aside.
     code_again, again = run_json(capsys, "verify", tmp_path / "r.json", "--offline")
     offline = {(c["entity"], c["id"]): c["status"] for c in again["checks"]}
     collateral = {"hardware.collateral_signatures", "hardware.revocation", "hardware.tcb_status",
                   "hardware.collateral_freshness", "hardware.reference_engine"}
     assert {k: v for k, v in offline.items() if k[1] not in collateral} == \
-        {k: v for k, v in online.items() if k[1] not in collateral}
+        {k: c["status"] for k, c in online.items() if k[1] not in collateral}
     assert code in (1, 3) and code_again == code
+
+
+def test_gateway_down_is_one_failed_check(capsys, tmp_path: Path, monkeypatch) -> None:
+    from tests.support.cloud_server import ACME_INFO_PATH, DstackServer, cloud_path
+
+    monkeypatch.setenv("DSTACK_INSPECTOR_CACHE_DIR", str(tmp_path / "cache"))
+    dataset = Dataset1.load()
+    with DstackServer(dataset) as server:
+        answer = dataset.cloud_answer()
+        answer["kms_info"]["gateway_app_url"] = server.url
+        server.set_json(cloud_path(dataset.app_id), answer)
+        server.fail(ACME_INFO_PATH, "500")
+        code, report = run_json(capsys, "verify", "--app-id", dataset.app_id, "--cloud-url", server.cloud_base_url,
+                                "--pccs-url", server.url, "--no-cache")
+    checks = {(c["entity"], c["id"]): c for c in report["checks"]}
+    tee = checks[("gateway", "domain.tee_controlled_key")]
+    assert tee["status"] == "error" and "500" in tee["summary"]
+    # The gateway is still verified from the Cloud answer's guest-agent info, and so are the others.
+    assert checks[("gateway", "eventlog.replay")]["status"] == "pass"
+    assert checks[("app", "eventlog.replay")]["status"] == "pass"
+    assert code in (1, 3)
 
 
 def test_app_id_unknown_and_server_down(capsys, tmp_path: Path) -> None:

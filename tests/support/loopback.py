@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,8 @@ class LoopbackServer:
     """Subclasses provide `_handler_class()`; `url` is known once started."""
 
     thread_name = "loopback-test-server"
+    # Set (before start) to serve HTTPS: e.g. a context holding a chain the test made.
+    ssl_context: ssl.SSLContext | None = None
 
     def __init__(self) -> None:
         self._stopping = threading.Event()  # lets handlers that "hang" on purpose return at stop
@@ -37,10 +40,12 @@ class LoopbackServer:
     def url(self) -> str:
         assert self._httpd is not None, "server not started"
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.ssl_context else 'http'}://{host}:{port}"
 
     def start(self) -> Self:
         self._httpd = QuietServer(("127.0.0.1", 0), self._handler_class())
+        if self.ssl_context is not None:
+            self._httpd.socket = self.ssl_context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=self.thread_name, daemon=True
         )

@@ -37,7 +37,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import dns.exception
+import dns.message
 import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
 import dns.resolver
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -1014,7 +1018,8 @@ class _DnsFailure(Exception):
 
 
 def _relevant_caa(
-    resolver: dns.resolver.Resolver,
+    client: NetClient,
+    server: tuple[str, int],
     name: dns.name.Name,
     deadline: float,
     monotonic: Callable[[], float],
@@ -1028,17 +1033,22 @@ def _relevant_caa(
         if remaining <= 0:
             raise _DnsFailure(f"the DNS lookups ran out of time before querying {text}")
         try:
-            answer = resolver.resolve(current, "CAA", raise_on_no_answer=False, lifetime=remaining, search=False)
-        except dns.resolver.NXDOMAIN:
-            lookups.append({"name": text, "result": "NXDOMAIN"})
-            current = current.parent()
-            continue
-        except dns.exception.Timeout:
-            raise _DnsFailure(f"the CAA query for {text} timed out") from None
-        except dns.resolver.NoNameservers as exc:
-            raise _DnsFailure(f"the CAA query for {text} failed: {_one_line(exc, 200)}") from None
+            wire = client.dns_query(text, "CAA", server, remaining)
+        except NetError as exc:
+            raise _DnsFailure(f"the CAA query for {text} failed: {exc}") from None
+        try:
+            message = dns.message.from_wire(wire)
+            if message.rcode() == dns.rcode.NXDOMAIN:
+                lookups.append({"name": text, "result": "NXDOMAIN"})
+                current = current.parent()
+                continue
+            if message.rcode() != dns.rcode.NOERROR:
+                raise _DnsFailure(f"the CAA query for {text} failed: {dns.rcode.to_text(message.rcode())}")
+            # The resolver's answer may lead through CNAMEs; Answer follows them as a stub resolver would.
+            answer = dns.resolver.Answer(current, dns.rdatatype.CAA, dns.rdataclass.IN, message)
         except dns.exception.DNSException as exc:
-            raise _DnsFailure(f"the CAA query for {text} failed: {type(exc).__name__}: {_one_line(exc, 160)}") from None
+            raise _DnsFailure(f"the CAA answer for {text} is malformed: {type(exc).__name__}: {_one_line(exc, 160)}"
+                              ) from None
         rrset = answer.rrset
         entry: dict[str, Any] = {"name": text}
         if answer.canonical_name != current:
@@ -1061,11 +1071,13 @@ def check_dns_caa(
     *,
     ca_domain: str | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    client: NetClient | None = None,
 ) -> Check:
     """`domain.dns_caa`: the CAA records relevant to `domain` let only the TEE's ACME account issue.
 
     `resolver_address` is the (IP, port) of the recursive resolver to ask; None means offline (the check is
-    skipped). `timeout` bounds the whole climb. `ca_domain` is the CA's CAA issuer domain; when None it is inferred
+    skipped). The queries go through `client` (recorded, or replayed from a recording); None: a fresh client.
+    `timeout` bounds the whole climb. `ca_domain` is the CA's CAA issuer domain; when None it is inferred
     from the account URI's host (Let's Encrypt → letsencrypt.org) and, when that is unknown, any CA named with the
     right accounturi is accepted. Both non-wildcard and wildcard issuance must be restricted: the gateway holds
     ``*.<domain>`` and a certificate for any ``<app>.<domain>`` would do as well for an attacker.
@@ -1094,23 +1106,12 @@ def check_dns_caa(
             CHECK_CAA, entity, CheckStatus.FAIL, f"DNS CAA: '{domain}' is not a domain name ({_one_line(exc, 120)})",
             details,
         )
-    resolver = dns.resolver.Resolver(configure=False)
-    try:
-        resolver.nameservers = [host]
-        resolver.port = int(port)
-    except (ValueError, TypeError) as exc:
-        return _check(
-            CHECK_CAA, entity, CheckStatus.ERROR,
-            f"DNS CAA: bad resolver address {host}:{port} ({_one_line(exc, 120)})", details,
-        )
-    resolver.timeout = timeout
-    resolver.lifetime = timeout
-    resolver.cache = None
-    resolver.use_edns(0, 0, 1232)
+    if not isinstance(port, int) or not 0 < port < 65536 or not host:
+        return _check(CHECK_CAA, entity, CheckStatus.ERROR, f"DNS CAA: bad resolver address {host}:{port}", details)
     lookups: list[dict[str, Any]] = []
     details["lookups"] = lookups
     try:
-        found = _relevant_caa(resolver, qname, monotonic() + timeout, monotonic, lookups)
+        found = _relevant_caa(client or NetClient(), (host, port), qname, monotonic() + timeout, monotonic, lookups)
     except _DnsFailure as exc:
         return _check(CHECK_CAA, entity, CheckStatus.ERROR, f"DNS CAA: {exc}", details)
     if found is None:

@@ -181,6 +181,8 @@ def _detect_json(data: bytes, name: str) -> Evidence:
         events = [e for e in att.event_log if e.imr != 3] + list(att.runtime_events)
         return Evidence(name, "attestation", data, quote=att.quote, json=doc, events=events,
                         vm_config=_vm_config(att.config, name), extra={"report_data": att.report_data.hex()})
+    if "account_uri" in doc and ("account_quote" in doc or "quoted_hist_keys" in doc):  # a gateway's acme-info
+        return Evidence(name, "acme-info", data, json=doc)
     if "instances" in doc and "kms_info" in doc:  # a saved Phala Cloud attestations answer: three entities
         return Evidence(name, "cloud-attestations", data, json=doc)
     if "manifest_version" in doc or "docker_compose_file" in doc:

@@ -8,8 +8,12 @@ Every network access of the library goes through :class:`NetClient` so that
   recorded evidence with :class:`ReplayClient`.
 
 GET serves the HTTP APIs; POST serves JSON-RPC (Ethereum nodes); ``download`` streams large files (OS images) to
-disk, resuming an interrupted transfer and checking a SHA-256 as it goes. A POST's request body is recorded with its
-answer, and a replay answers a POST only when both the URL and the request body match the recording.
+disk, resuming an interrupted transfer and checking a SHA-256 as it goes; ``dns_query`` asks a DNS resolver (CAA
+records) and ``tls_chain`` reads the certificate chain a TLS server presents (the gateway's). Those two are recorded
+as exchanges of method ``DNS`` / ``TLS`` so that the domain checks replay offline like the HTTP ones.
+
+A POST's request body is recorded with its answer, and a replay answers a POST only when both the URL and the
+request body match the recording.
 
 No globals: the httpx client, the clock and the sleep function are constructor parameters.
 """
@@ -67,6 +71,8 @@ RECORDED_SHA256_HEADER = "x-inspector-body-sha256"
 RECORDED_SIZE_HEADER = "x-inspector-body-size"
 RECORDED_NOTE_HEADER = "x-inspector-note"
 _STREAMED_NOTE = "streamed download: body not recorded, see the sha256 and size"
+MAX_TLS_CHAIN = 16
+MAX_DNS_ANSWER = 65535
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -464,7 +470,58 @@ class NetClient:
             exchange=exchange,
         )
 
+    def dns_query(self, qname: str, rdtype: str, server: tuple[str, int], timeout: float) -> bytes:
+        """Ask the resolver at ``server`` for ``qname``/``rdtype`` (UDP, TCP when truncated); the answer's wire
+        form. Raises NetError when no answer arrived. Recorded as ``DNS dns:<qname>?type=<rdtype>``."""
+        import dns.exception
+        import dns.message
+        import dns.query
+
+        url = _dns_url(qname, rdtype)
+        if self.offline:
+            raise OfflineError(url)
+        host, port = server
+        query = dns.message.make_query(qname, rdtype, use_edns=0, payload=1232)
+        try:
+            answer, _tcp = dns.query.udp_with_fallback(query, host, timeout=timeout, port=int(port))
+        except dns.exception.Timeout:
+            raise NetError(url, f"the resolver {host}:{port} timed out (no answer in {timeout:.1f} s)") from None
+        except (OSError, ValueError, dns.exception.DNSException) as exc:
+            raise NetError(url, f"the resolver {host}:{port} failed ({_one_line(str(exc) or type(exc).__name__)})"
+                           ) from None
+        wire = answer.to_wire()
+        self._record_other("DNS", url, {"server": f"{host}:{port}"}, wire)
+        return wire
+
+    def tls_chain(self, host: str, port: int, timeout: float) -> list[bytes]:
+        """The certificates (DER, leaf first) a TLS server at host:port presents, unverified: judging them is the
+        caller's business. Recorded as ``TLS tls://host:port`` with the chain as PEM."""
+        import socket
+        import ssl
+
+        url = f"tls://{host}:{port}"
+        if self.offline:
+            raise OfflineError(url)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        server_name = None if re.fullmatch(r"[0-9.]+|\[?[0-9a-fA-F:]+\]?", host) else host
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout) as raw, \
+                    context.wrap_socket(raw, server_hostname=server_name) as tls:
+                chain = _peer_chain(tls)
+        except (OSError, ValueError) as exc:
+            raise NetError(url, f"TLS connection failed ({_one_line(str(exc) or type(exc).__name__)})") from None
+        if not chain:
+            raise NetError(url, "the server presented no certificate")
+        self._record_other("TLS", url, {}, _pem_chain(chain[:MAX_TLS_CHAIN]))
+        return chain[:MAX_TLS_CHAIN]
+
     # -- internals -------------------------------------------------------------------------------------------
+
+    def _record_other(self, method: str, url: str, sent: Mapping[str, str], body: bytes) -> None:
+        self.recorder.append(Exchange(method=method, url=url, request_headers=dict(sent), status=200,
+                                      body=_b64(body), fetched_at=self._clock()))
 
     def _record(
         self, method: str, sent: Mapping[str, str], content: bytes | None, response: NetResponse
@@ -711,6 +768,37 @@ class NetClient:
         )
 
 
+def _dns_url(qname: str, rdtype: str) -> str:
+    return f"dns:{qname.strip().rstrip('.').lower()}?type={rdtype.upper()}"
+
+
+def _peer_chain(tls: Any) -> list[bytes]:
+    """The presented chain: Python 3.13 has get_unverified_chain publicly; 3.11's SSL object has it too (only the
+    leaf is public there). Without it, the leaf alone."""
+    import ssl
+
+    getter = getattr(tls, "get_unverified_chain", None) or getattr(getattr(tls, "_sslobj", None),
+                                                                   "get_unverified_chain", None)
+    if getter is not None:
+        found = getter() or []
+        return [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in found]  # type: ignore[attr-defined]
+    leaf = tls.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def _pem_chain(chain: list[bytes]) -> bytes:
+    import ssl
+
+    return "".join(ssl.DER_cert_to_PEM_cert(der) for der in chain).encode()
+
+
+def pem_to_der_chain(pem: bytes) -> list[bytes]:
+    import ssl
+
+    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
+    return [ssl.PEM_cert_to_DER_cert(b.decode("ascii")) for b in blocks]
+
+
 class _Retryable(Exception):
     """Internal marker: a connection-level failure that may be retried."""
 
@@ -753,6 +841,18 @@ class ReplayClient(NetClient):
         full = _full_url(url, None)
         missing = NotRecordedError(full, method="POST", body_size=len(content))
         return self._replay(("POST", full, _b64(content)), missing)
+
+    def dns_query(self, qname: str, rdtype: str, server: tuple[str, int], timeout: float) -> bytes:
+        url = _dns_url(qname, rdtype)
+        return self._replay(("DNS", url, ""), NotRecordedError(url, method="DNS")).content
+
+    def tls_chain(self, host: str, port: int, timeout: float) -> list[bytes]:
+        url = f"tls://{host}:{port}"
+        pem = self._replay(("TLS", url, ""), NotRecordedError(url, method="TLS")).content
+        try:
+            return pem_to_der_chain(pem)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise NetError(url, f"recorded chain is corrupt ({exc})") from None
 
     def download(self, url: str, dest: Path, **kwargs: Any) -> DownloadResult:
         """Downloads are never replayed: their bodies (OS images) are not part of the recorded evidence."""

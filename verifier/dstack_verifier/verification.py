@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +26,7 @@ from .errors import InputError
 from .eventlog import AppInfo, Event, check_replay, check_rtmr3_payloads, derived_values, extract_app_info
 from .evidence import RECORDING_SCHEMA, Evidence, replay_inputs
 from .model import Anchor, Check, CheckStatus, Entity, InputFile, Report, Verdict, decide_verdict
-from .net import Exchange, NetClient, NetError, ReplayClient
+from .net import RECORDED_NOTE_HEADER, Exchange, NetClient, NetError, ReplayClient
 from .quote.collateral import Collateral
 from .quote.pccs import PHALA_PCCS_URL, CollateralCache, get_collateral
 from .quote.pck import PckExtensionError, parse_pck_extension
@@ -34,9 +36,11 @@ from .quote.verify import CollateralMemo, HardwareResult, TrustAnchor, verify_qu
 from .ratls import check_ratls_binding
 from .source import check_compose_hash, check_mr_config_id, parse_compose
 
-if TYPE_CHECKING:  # the measurement modules are imported when the OS phase runs
+if TYPE_CHECKING:  # the measurement and domain modules are imported when their phase runs
+    from .domain_phase import DomainOptions, GatewayEndpoints
     from .measure.image import ImageFolder
     from .measure.model import Measurement
+    from .sources.cloud import CloudAttestations
 
 PHASES = ("hardware", "os", "source", "domain")
 NEEDS_OWN_EVIDENCE = {"eventlog.replay", "eventlog.rtmr3_payloads", "binding.report_data"}
@@ -65,6 +69,25 @@ class VerifyOptions:
     reference: bool = True
     onchain: OnchainOptions | None = None
     images: ImageOptions | None = None
+    domain: DomainOptions | None = None
+
+
+class Cancelled(Exception):
+    """The caller asked to stop: raised between phases, never in the middle of one."""
+
+
+@dataclass
+class Progress:
+    """Where a long verification tells its caller how far it got, and learns whether to stop."""
+
+    report: Callable[[str], None] | None = None
+    cancelled: Callable[[], bool] | None = None
+
+    def step(self, text: str) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise Cancelled(text)
+        if self.report is not None:
+            self.report(text)
 
 
 @dataclass
@@ -369,7 +392,23 @@ def _measure_cached(folder: ImageFolder, vm: dict[str, Any], events: list[Event]
     return measurement
 
 
-def _binding_check(ev: EntityEvidence, quote: Quote, state: _SourceState, now: int) -> Check:
+def _binding_check(ev: EntityEvidence, quote: Quote, state: _SourceState, now: int,
+                   gateway: GatewayEndpoints | None = None) -> Check:
+    """What report_data binds: the KMS's CA and k256 keys (when a source gave them), the gateway's ACME account
+    (when its account quote is the verified one), else an RA-TLS certificate's key."""
+    from .ratls import check_acme_binding, check_kms_binding
+
+    claimed = ev.quote.json.get("source") if isinstance(ev.quote.json, dict) else None
+    claimed = claimed if isinstance(claimed, dict) else {}
+    if ev.entity == "kms" and claimed.get("ca_pubkey") and claimed.get("k256_pubkey"):
+        try:
+            ca, k256 = bytes.fromhex(claimed["ca_pubkey"]), bytes.fromhex(claimed["k256_pubkey"])
+        except (TypeError, ValueError):
+            raise InputError("expected hex", source=ev.quote.name, field="source.ca_pubkey/k256_pubkey") from None
+        return check_kms_binding(quote, ca, k256, ev.entity)
+    acme = gateway.acme if gateway is not None else None
+    if acme is not None and acme.account_quote == ev.quote.quote:
+        return check_acme_binding(quote, acme.account_uri, ev.entity)
     if not ev.certificates:
         state.absent.add("binding.report_data")
         return _skip("binding.report_data", ev.entity, "hardware",
@@ -437,6 +476,30 @@ def _recorded_onchain(items: list[Evidence]) -> OnchainOptions | None:
     return None
 
 
+def _domain_policy(domain: DomainOptions) -> dict[str, Any]:
+    roots = domain.trust_roots
+    return {"domain": domain.domain, "ct_log": domain.ct_log, "crtsh_url": domain.crtsh_url,
+            "trust_roots": "system" if roots is None else [
+                hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest() for c in roots]}
+
+
+def _recorded_domain(items: list[Evidence]) -> DomainOptions | None:
+    """The domain options a report among the evidence recorded (its trust roots excepted: give them again)."""
+    from .domain_phase import DomainOptions
+
+    for item in items:
+        policy = item.json.get("policy") if item.kind == "report" else None
+        recorded = policy.get("domain") if isinstance(policy, dict) else None
+        if not isinstance(recorded, dict):
+            continue
+        domain, ct_log, crtsh = recorded.get("domain"), recorded.get("ct_log"), recorded.get("crtsh_url")
+        if not (domain is None or isinstance(domain, str)) or not isinstance(ct_log, bool) or \
+                not isinstance(crtsh, str):
+            raise InputError("malformed domain options", source=item.name, field="policy.domain")
+        return DomainOptions(domain=domain, ct_log=ct_log, crtsh_url=crtsh)
+    return None
+
+
 def _recording_input(exchanges: list[Exchange]) -> InputFile:
     body = json.dumps({"schema": RECORDING_SCHEMA, "exchanges": [x.model_dump(mode="json") for x in exchanges]},
                       indent=1).encode()
@@ -444,6 +507,17 @@ def _recording_input(exchanges: list[Exchange]) -> InputFile:
 
 
 SHARED_KINDS = ("collateral", "recording")  # evidence that applies to every entity of a multi-entity answer
+
+
+def _replayable(exchange: Exchange, options: VerifyOptions) -> bool:
+    """Recorded into the evidence: every answer a re-run needs, not streamed downloads (no body) nor collateral
+    fetches (the collateral is an input of its own)."""
+    collateral = exchange.url.startswith(options.pccs_url) and "/certification/v" in exchange.url
+    return RECORDED_NOTE_HEADER not in exchange.headers and not collateral
+
+
+def _recorded_exchanges(items: list[Evidence]) -> list[Exchange]:
+    return [Exchange.model_validate(x) for e in items if e.kind == "recording" for x in e.json["exchanges"]]
 
 
 def verify_evidence(
@@ -454,21 +528,84 @@ def verify_evidence(
     cache: CollateralCache | None = None,
     memo: CollateralMemo | None = None,
     entity: Entity = "app",
+    progress: Progress | None = None,
 ) -> Report:
-    """Verify what the evidence allows. Raises InputError for evidence that cannot be used at all.
+    """Verify what the evidence allows. Raises InputError for evidence that cannot be used at all, Cancelled when
+    `progress` says to stop.
 
     A saved Phala Cloud answer holds three entities: each is verified on its own (one entity's failure never stops
-    the others) and the reports are merged."""
+    the others), the reports are merged, and the checks between entities are added. A gateway's acme-info among
+    the evidence makes it a gateway verification (its account quote is the gateway's quote)."""
+    from .collector import collect
+    from .domain import DEFAULT_CRTSH_URL
+
+    progress = progress or Progress()
+    recorded_domain = _recorded_domain(items)
+    if recorded_domain is not None:  # re-running a report: the domain options it was made with, unless given anew
+        given = options.domain
+        options = replace(options, domain=recorded_domain if given is None else replace(
+            given, domain=given.domain or recorded_domain.domain, ct_log=given.ct_log or recorded_domain.ct_log,
+            crtsh_url=given.crtsh_url if given.crtsh_url != DEFAULT_CRTSH_URL else recorded_domain.crtsh_url))
     expanded = expand(items)
     clouds = [e for e in expanded if e.kind == "cloud-attestations"]
     if clouds:
-        return _verify_cloud_answer(clouds, expanded, options, client=client, cache=cache, memo=memo)
-    return _verify_entity(items, options, client=client, cache=cache, memo=memo, entity=entity)
+        report = _verify_cloud_answer(clouds, expanded, options, client=client, cache=cache, memo=memo,
+                                      progress=progress)
+    else:
+        gateway = _gateway_from_files(expanded)
+        if gateway is not None:
+            expanded, endpoints = gateway
+            report = _verify_entity(expanded, options, client=client, cache=cache, memo=memo, entity="gateway",
+                                    gateway=endpoints, progress=progress)
+        else:
+            report = _verify_entity(items, options, client=client, cache=cache, memo=memo, entity=entity,
+                                    progress=progress)
+    objects, relationships = collect(report)
+    return report.model_copy(update={"data_objects": objects, "relationships": relationships})
+
+
+def _gateway_from_files(items: list[Evidence]) -> tuple[list[Evidence], GatewayEndpoints] | None:
+    """A saved acme-info: the gateway's endpoints, and its account quote as the gateway's quote unless one is given."""
+    from .domain_phase import GatewayEndpoints
+    from .sources import material_evidence
+    from .sources.gateway import parse_acme_info
+
+    found = [e for e in items if e.kind == "acme-info"]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise InputError(f"several acme-info answers among the evidence ({', '.join(e.name for e in found)})")
+    acme = parse_acme_info(found[0].data, found[0].name)
+    if not any(e.quote is not None for e in items):
+        items = items + material_evidence(acme.material())
+    return items, GatewayEndpoints(acme=acme)
+
+
+def _fetch_gateway(cloud: CloudAttestations, net: NetClient | None, options: VerifyOptions) -> GatewayEndpoints:
+    """The gateway's acme-info from the URL the Cloud answer names (or from the recording of the run that did)."""
+    from .domain_phase import GatewayEndpoints
+    from .sources import SourceError
+    from .sources.gateway import fetch_acme_info
+
+    url = cloud.kms_info.gateway_app_url
+    if "domain" not in options.phases:
+        return GatewayEndpoints(acme=None, url=url)
+    if not url:
+        return GatewayEndpoints(acme=None, problem="the Cloud answer names no gateway URL (kms_info.gateway_app_url)")
+    if net is None:
+        return GatewayEndpoints(acme=None, url=url)
+    try:
+        return GatewayEndpoints(acme=fetch_acme_info(net, url), url=url)
+    except SourceError as exc:
+        if exc.kind == "offline" and not isinstance(net, ReplayClient):
+            return GatewayEndpoints(acme=None, url=url)  # offline: the domain phase is skipped, not in error
+        return GatewayEndpoints(acme=None, problem=exc.describe(), url=url)
 
 
 def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options: VerifyOptions, *,
                          client: NetClient | None, cache: CollateralCache | None,
-                         memo: CollateralMemo | None) -> Report:
+                         memo: CollateralMemo | None, progress: Progress) -> Report:
+    from .crossentity import cross_entity_checks
     from .sources import to_evidence
     from .sources.cloud import parse_cloud_answer
 
@@ -479,19 +616,35 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     others = [e for e in items if e.kind not in SHARED_KINDS and e is not cloud]
     if others:
         raise InputError(f"{others[0].name}: a Phala Cloud answer is verified on its own (with collateral at most)")
-    per_entity = to_evidence(parse_cloud_answer(cloud.data, cloud.name))
+    answer = parse_cloud_answer(cloud.data, cloud.name)
+    recorded = _recorded_exchanges(shared)
+    start = len(client.recorder) if client is not None else 0
+    progress.step("gateway: fetching acme-info")
+    gateway = _fetch_gateway(answer, ReplayClient(recorded) if recorded else client, options)
+    per_entity = to_evidence(answer, acme_info=gateway.acme)
     memo = memo or CollateralMemo()
     reports = [
         (entity, _verify_entity(entity_items + shared, options, client=client, cache=cache, memo=memo,
-                                entity=entity))  # type: ignore[arg-type]
+                                entity=entity, gateway=gateway if entity == "gateway" else None,  # type: ignore[arg-type]
+                                progress=progress))
         for entity, entity_items in per_entity.items()
     ]
     derived = {e.name for entity_items in per_entity.values() for e in entity_items}
     inputs = [cloud.input_file(role="cloud-attestations")]
     for _, report in reports:
-        inputs += [i for i in report.inputs if i.name not in derived and i.sha256 not in {x.sha256 for x in inputs}]
+        inputs += [i for i in report.inputs if i.name not in derived and i.role != "recording"
+                   and i.sha256 not in {x.sha256 for x in inputs}]
+    exchanges = recorded or ([x for x in client.recorder[start:] if _replayable(x, options)]
+                             if client is not None else [])
+    if exchanges:
+        inputs.append(_recording_input(exchanges))
+    by_entity = {entity: report for entity, report in reports}
     checks = [c for _, report in reports for c in report.checks]
+    cross = cross_entity_checks(by_entity, answer)
+    checks += cross
     verdicts = {report.verdict for _, report in reports}
+    if any(c.status is CheckStatus.FAIL for c in cross):
+        verdicts.add(Verdict.FAIL)
     verdict = Verdict.FAIL if Verdict.FAIL in verdicts else (
         Verdict.INCOMPLETE if Verdict.INCOMPLETE in verdicts else Verdict.PASS)
     first = reports[0][1]
@@ -504,6 +657,39 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     })
 
 
+def _hardware_ok(checks: list[Check]) -> bool | None:
+    """Did the quote pass DCAP: False on a failure or error, None when a step could not run, else True."""
+    hardware = [c for c in checks if c.id.startswith("hardware.") and c.id != "hardware.reference_engine"]
+    if any(c.status in (CheckStatus.FAIL, CheckStatus.ERROR) for c in hardware):
+        return False
+    return None if any(c.status is CheckStatus.SKIP for c in hardware) else True
+
+
+def _domain_checks(ev: EntityEvidence, gateway: GatewayEndpoints | None, hw: HardwareResult,
+                   source: CollateralSource, options: VerifyOptions, client: NetClient | None,
+                   memo: CollateralMemo | None, state: _SourceState) -> list[Check]:
+    from .domain_phase import DomainOptions, domain_checks
+
+    hw_ok = _hardware_ok(hw.checks)
+    collateral = source.collateral
+
+    def dcap_ok(raw: bytes) -> bool:
+        # A key quote is checked with the gateway's collateral: the keys were made by the same gateway TD.
+        result = verify_quote(raw, collateral=collateral, anchor=options.anchor, now=options.now,
+                              policy=options.policy, entity=ev.entity, memo=memo, reference=False)
+        return _hardware_ok(result.checks) is True
+
+    account = gateway.acme.account_quote if gateway is not None and gateway.acme is not None else None
+    account_ok = hw_ok if account is None or account == ev.quote.quote else (
+        dcap_ok(account) if collateral is not None else None)
+    net: NetClient = ReplayClient(ev.recording) if ev.recording else (client or NetClient(offline=True))
+    result = domain_checks(gateway, gateway_quote_ok=account_ok, verify_key_quote=dcap_ok if collateral else None,
+                           options=options.domain or DomainOptions(), net=net, now=options.now,
+                           recording=ev.recording, entity=ev.entity)
+    state.absent |= result.absent
+    return result.checks
+
+
 def _verify_entity(
     items: list[Evidence],
     options: VerifyOptions,
@@ -512,7 +698,10 @@ def _verify_entity(
     cache: CollateralCache | None = None,
     memo: CollateralMemo | None = None,
     entity: Entity = "app",
+    gateway: GatewayEndpoints | None = None,
+    progress: Progress | None = None,
 ) -> Report:
+    progress = progress or Progress()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if options.onchain is None:  # re-running a report: the contracts it read, unless new ones are given
@@ -520,12 +709,14 @@ def _verify_entity(
     items = expand(items)
     ev = assemble(items, entity)
     inputs = [e.input_file(role=e.kind) for e in items if e.kind not in ("collateral", "recording")]
+    progress.step(f"{entity}: collateral")
     source = resolve_collateral(items, ev.quote, options, client, cache)
     if source.input is not None:
         inputs.append(source.input)
     timings["collateral"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     assert ev.quote.quote is not None
+    progress.step(f"{entity}: hardware")
     hw = verify_quote(
         ev.quote.quote,
         collateral=source.collateral,
@@ -544,21 +735,35 @@ def _verify_entity(
     entity_out = _hardware_entity(hw)
     if hw.quote is not None:
         t2 = time.perf_counter()
+        progress.step(f"{entity}: event log")
         checks += _eventlog_checks(ev, hw.quote, state)
-        checks.append(_binding_check(ev, hw.quote, state, options.now))
+        checks.append(_binding_check(ev, hw.quote, state, options.now, gateway))
         timings["eventlog"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         recorder_before = len(client.recorder) if client is not None else 0
+        progress.step(f"{entity}: source")
         checks += _source_checks(ev, hw.quote, hw, state, options, client)
         timings["source"] = time.perf_counter() - t3
         t4 = time.perf_counter()
+        progress.step(f"{entity}: os")
         if "os" in options.phases:  # measuring an image is costly: not done for a phase nobody asked for
             checks += _os_checks(ev, hw.quote, state, options, client)
         else:
             checks += [_skip(check_id, ev.entity, "os", "phase os not selected") for check_id in OS_CHECKS]
         timings["os"] = time.perf_counter() - t4
+        if entity == "gateway":
+            t5 = time.perf_counter()
+            progress.step(f"{entity}: domain")
+            if "domain" in options.phases:  # DNS, TLS and crt.sh are not asked for a phase nobody wants
+                checks += _domain_checks(ev, gateway, hw, source, options, client, memo, state)
+            else:
+                from .domain_phase import DOMAIN_CHECKS
+
+                checks += [_skip(check_id, ev.entity, "domain", "phase domain not selected")
+                           for check_id in DOMAIN_CHECKS]
+            timings["domain"] = time.perf_counter() - t5
         fresh = list(client.recorder[recorder_before:]) if client is not None else []
-        recorded = ev.recording or [x for x in fresh if x.method == "POST"]
+        recorded = ev.recording or [x for x in fresh if _replayable(x, options)]
         if recorded:
             inputs.append(_recording_input(recorded))
         entity_out.update(_source_entity(ev, state))
@@ -578,7 +783,8 @@ def _verify_entity(
         policy={"tcb": options.policy.describe(), "phases": list(options.phases),
                 "trust_anchor": {"sha256": options.anchor.sha256, "intel": options.anchor.is_intel,
                                  "subject": options.anchor.cert.subject.rfc4514_string()},
-                **({"onchain": asdict(options.onchain)} if options.onchain is not None else {})},
+                **({"onchain": asdict(options.onchain)} if options.onchain is not None else {}),
+                **({"domain": _domain_policy(options.domain)} if options.domain is not None else {})},
         inputs=inputs,
         checks=checks,
         entities={ev.entity: entity_out},
