@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
+from dstack_verifier.onchain import CHAINS
+from dstack_verifier.quote.pccs import PHALA_PCCS_URL
+from dstack_verifier.sources.cloud import DEFAULT_BASE_URL as CLOUD_API_URL
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 APP_NAME = "dstack-inspector"
 
@@ -22,3 +30,106 @@ def data_dir() -> Path:
 
 def collateral_cache_dir() -> Path:
     return cache_dir() / "collateral"
+
+
+# ------------------------------------------------------------------------------------------------ user settings
+
+SETTINGS_FILE = "settings.json"
+MAX_SETTINGS_BYTES = 1 << 20  # a settings file is a few hundred bytes; anything huge is not ours
+Theme = Literal["system", "light", "dark"]
+
+
+def config_dir() -> Path:
+    override = os.environ.get("DSTACK_INSPECTOR_CONFIG_DIR")
+    return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def _http_url(value: str) -> str:
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+    return value
+
+
+HttpUrlText = Annotated[str, AfterValidator(_http_url)]
+
+
+class UserSettings(BaseModel):
+    """What the user chooses in the settings dialog; every field has a working default."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    pccs_url: HttpUrlText = PHALA_PCCS_URL
+    rpc_urls: dict[str, HttpUrlText] = Field(default_factory=lambda: {key: c.rpc_url for key, c in CHAINS.items()})
+    cloud_api_url: HttpUrlText = CLOUD_API_URL
+    offline: bool = False
+    image_cache_dir: str = ""  # empty: the images folder under the app's cache dir
+    image_cache_cap_gb: float = Field(default=8.0, gt=0, le=10_000)
+    signing_key_path: str = ""  # empty: no signing key chosen yet
+    theme: Theme = "system"
+
+    @field_validator("rpc_urls")
+    @classmethod
+    def _chain_names(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {chain.strip().lower(): url for chain, url in v.items()}
+        if "" in out:
+            raise ValueError("a JSON-RPC URL needs a chain name")
+        return out
+
+    def images_dir(self) -> Path:
+        return Path(self.image_cache_dir).expanduser() if self.image_cache_dir else cache_dir() / "images"
+
+    def image_cache_cap_bytes(self) -> int:
+        return int(self.image_cache_cap_gb * 1024**3)
+
+
+def settings_path() -> Path:
+    return config_dir() / SETTINGS_FILE
+
+
+def _validation_text(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(file)"
+    return f"field {where}: {first['msg'].removeprefix('Value error, ')}"
+
+
+def load_settings(path: Path | None = None) -> tuple[UserSettings, str | None]:
+    """The saved settings, or the defaults with a one-line warning when the file is unreadable or invalid.
+
+    A missing file is the first start: defaults, no warning. Never raises for the file's content."""
+    path = path or settings_path()
+    try:
+        if not path.exists():
+            return UserSettings(), None
+        if path.stat().st_size > MAX_SETTINGS_BYTES:
+            return UserSettings(), f"{path}: larger than {MAX_SETTINGS_BYTES} bytes; using the default settings"
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        return UserSettings(), f"{path}: cannot be read ({exc.strerror or exc}); using the default settings"
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" at byte {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+        return UserSettings(), f"{path}: not valid JSON{where}; using the default settings"
+    if not isinstance(data, dict):
+        return UserSettings(), f"{path}: expected a JSON object; using the default settings"
+    try:
+        return UserSettings.model_validate(data), None
+    except ValidationError as exc:
+        return UserSettings(), f"{path}: {_validation_text(exc)}; using the default settings"
+
+
+def save_settings(settings: UserSettings, path: Path | None = None) -> Path:
+    """Write the settings atomically (a temporary file renamed over the old one): a crash never leaves half a file."""
+    path = path or settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(settings.model_dump_json(indent=2))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -613,14 +613,19 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
         raise InputError(f"several Phala Cloud answers among the evidence ({', '.join(c.name for c in clouds)})")
     cloud = clouds[0]
     shared = [e for e in items if e.kind in SHARED_KINDS]
-    others = [e for e in items if e.kind not in SHARED_KINDS and e is not cloud]
+    others = [e for e in items if e.kind not in (*SHARED_KINDS, "acme-info") and e is not cloud]
     if others:
-        raise InputError(f"{others[0].name}: a Phala Cloud answer is verified on its own (with collateral at most)")
+        raise InputError(f"{others[0].name}: a Phala Cloud answer is verified on its own (with collateral, and the "
+                         "gateway's acme-info, at most)")
     answer = parse_cloud_answer(cloud.data, cloud.name)
     recorded = _recorded_exchanges(shared)
     start = len(client.recorder) if client is not None else 0
-    progress.step("gateway: fetching acme-info")
-    gateway = _fetch_gateway(answer, ReplayClient(recorded) if recorded else client, options)
+    saved = _gateway_from_files([e for e in items if e.kind == "acme-info"])
+    if saved is not None:  # the gateway's acme-info saved beside the answer: used instead of fetching it
+        gateway = replace(saved[1], url=answer.kms_info.gateway_app_url)
+    else:
+        progress.step("gateway: fetching acme-info")
+        gateway = _fetch_gateway(answer, ReplayClient(recorded) if recorded else client, options)
     per_entity = to_evidence(answer, acme_info=gateway.acme)
     memo = memo or CollateralMemo()
     reports = [
@@ -631,6 +636,7 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     ]
     derived = {e.name for entity_items in per_entity.values() for e in entity_items}
     inputs = [cloud.input_file(role="cloud-attestations")]
+    inputs += [e.input_file(role="acme-info") for e in items if e.kind == "acme-info"]
     for _, report in reports:
         inputs += [i for i in report.inputs if i.name not in derived and i.role != "recording"
                    and i.sha256 not in {x.sha256 for x in inputs}]

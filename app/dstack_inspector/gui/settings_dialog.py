@@ -1,0 +1,197 @@
+"""The settings dialog: network endpoints (PCCS, JSON-RPC per chain, Phala Cloud API), offline mode, the OS image
+cache, the signing key and the theme. Values are validated by `UserSettings` before anything is saved; a bad value
+is named inline and the dialog stays open. "Restore defaults" fills in the defaults (saved only on OK)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from dstack_verifier.onchain import CHAINS
+from pydantic import ValidationError
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..settings import UserSettings, save_settings
+
+# (parent, title, start) → the chosen path, "" when cancelled. Tests inject their own.
+PathChooser = Callable[[QWidget, str, str], str]
+THEME_LABELS = {"system": "Follow the system", "light": "Light", "dark": "Dark"}
+
+
+def _choose_directory(parent: QWidget, title: str, start: str) -> str:
+    return QFileDialog.getExistingDirectory(parent, title, start)
+
+
+def _choose_file(parent: QWidget, title: str, start: str) -> str:
+    path, _ = QFileDialog.getOpenFileName(parent, title, start, "Keys (*.pem *.key);;All files (*)")
+    return path
+
+
+class SettingsDialog(QDialog):
+    """Edits a copy of the settings; on OK they are validated and saved, then `saved` carries them."""
+
+    saved = Signal(object)  # UserSettings
+
+    def __init__(self, settings: UserSettings, parent: QWidget | None = None, *, path: Path | None = None,
+                 choose_directory: PathChooser = _choose_directory, choose_file: PathChooser = _choose_file) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.setMinimumWidth(640)
+        self._path = path
+        self._choose_directory = choose_directory
+        self._choose_file = choose_file
+        self.result_settings: UserSettings | None = None
+
+        self.pccs_url = QLineEdit()
+        self.pccs_url.setToolTip("Where DCAP collateral is fetched from (a PCCS, or Intel's PCS)")
+        self.cloud_api_url = QLineEdit()
+        self.cloud_api_url.setToolTip("The Phala Cloud API that answers --app-id")
+        chains = list(dict.fromkeys([*CHAINS, *settings.rpc_urls]))
+        self.rpc_urls: dict[str, QLineEdit] = {chain: QLineEdit() for chain in chains}
+        self.offline = QCheckBox("Offline: never touch the network")
+        self.image_cache_dir = QLineEdit()
+        self.image_cache_dir.setPlaceholderText("default: the images folder of the app's cache")
+        self.image_cache_cap = QDoubleSpinBox()
+        self.image_cache_cap.setRange(0.1, 10_000)
+        self.image_cache_cap.setDecimals(1)
+        self.image_cache_cap.setSuffix(" GB")
+        self.signing_key_path = QLineEdit()
+        self.signing_key_path.setPlaceholderText("no key chosen: reports are exported unsigned")
+        self.theme = QComboBox()
+        for key, label in THEME_LABELS.items():
+            self.theme.addItem(label, key)
+        self.error = QLabel()
+        self.error.setObjectName("settingsError")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("#settingsError { color: #c62828; font-weight: bold; }")
+        self.error.hide()
+
+        network = QGroupBox("Network")
+        form = QFormLayout(network)
+        form.addRow("PCCS URL:", self.pccs_url)
+        for chain, edit in self.rpc_urls.items():
+            name = CHAINS[chain].name if chain in CHAINS else chain
+            form.addRow(f"JSON-RPC ({name}):", edit)
+        form.addRow("Phala Cloud API:", self.cloud_api_url)
+        form.addRow("", self.offline)
+        storage = QGroupBox("OS images and signing")
+        form2 = QFormLayout(storage)
+        form2.addRow("Image cache folder:", self._with_browse(self.image_cache_dir, self._browse_cache))
+        form2.addRow("Image cache limit:", self.image_cache_cap)
+        form2.addRow("Signing key:", self._with_browse(self.signing_key_path, self._browse_key))
+        appearance = QGroupBox("Appearance")
+        form3 = QFormLayout(appearance)
+        form3.addRow("Theme:", self.theme)
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+                                        | QDialogButtonBox.StandardButton.RestoreDefaults)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(self.restore_defaults)
+        layout = QVBoxLayout(self)
+        for box in (network, storage, appearance):
+            layout.addWidget(box)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+        self.load(settings)
+
+    def _with_browse(self, edit: QLineEdit, browse: Callable[[], None]) -> QWidget:
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(edit, 1)
+        button = QPushButton("Browse…")
+        button.clicked.connect(browse)
+        row.addWidget(button)
+        return box
+
+    @Slot()
+    def _browse_cache(self) -> None:
+        chosen = self._choose_directory(self, "Image cache folder", self.image_cache_dir.text())
+        if chosen:
+            self.image_cache_dir.setText(chosen)
+
+    @Slot()
+    def _browse_key(self) -> None:
+        chosen = self._choose_file(self, "Signing key", self.signing_key_path.text())
+        if chosen:
+            self.signing_key_path.setText(chosen)
+
+    def load(self, s: UserSettings) -> None:
+        """Show `s` in the fields."""
+        self.pccs_url.setText(s.pccs_url)
+        self.cloud_api_url.setText(s.cloud_api_url)
+        for chain, edit in self.rpc_urls.items():
+            edit.setText(s.rpc_urls.get(chain, ""))
+        self.offline.setChecked(s.offline)
+        self.image_cache_dir.setText(s.image_cache_dir)
+        self.image_cache_cap.setValue(s.image_cache_cap_gb)
+        self.signing_key_path.setText(s.signing_key_path)
+        self.theme.setCurrentIndex(self.theme.findData(s.theme))
+        self.error.hide()
+
+    @Slot()
+    def restore_defaults(self) -> None:
+        self.load(UserSettings())
+
+    def edited(self) -> UserSettings:
+        """The settings as the fields hold them; raises ValidationError for a bad value."""
+        return UserSettings.model_validate({
+            "pccs_url": self.pccs_url.text(),
+            "cloud_api_url": self.cloud_api_url.text(),
+            # An emptied chain falls back to its default endpoint rather than being kept as "".
+            "rpc_urls": {chain: edit.text() or (CHAINS[chain].rpc_url if chain in CHAINS else "")
+                         for chain, edit in self.rpc_urls.items()},
+            "offline": self.offline.isChecked(),
+            "image_cache_dir": self.image_cache_dir.text().strip(),
+            "image_cache_cap_gb": self.image_cache_cap.value(),
+            "signing_key_path": self.signing_key_path.text().strip(),
+            "theme": self.theme.currentData(),
+        })
+
+    def _field(self, loc: tuple) -> tuple[str, QWidget | None]:
+        """The label and the widget of a validation error's location."""
+        if len(loc) > 1 and loc[0] == "rpc_urls":
+            chain = str(loc[1])
+            return f"JSON-RPC URL of {chain}", self.rpc_urls.get(chain)
+        return {"pccs_url": ("PCCS URL", self.pccs_url), "cloud_api_url": ("Phala Cloud API URL", self.cloud_api_url),
+                "rpc_urls": ("JSON-RPC URLs", None)}.get(str(loc[0]) if loc else "", ("Settings", None))
+
+    def _show_error(self, text: str, widget: QWidget | None) -> None:
+        self.error.setText(text)
+        self.error.show()
+        if widget is not None:
+            widget.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def accept(self) -> None:
+        try:
+            settings = self.edited()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            label, widget = self._field(tuple(first["loc"]))
+            self._show_error(f"{label}: {first['msg'].removeprefix('Value error, ')}", widget)
+            return
+        try:
+            save_settings(settings, self._path)
+        except OSError as exc:
+            self._show_error(f"The settings could not be saved: {exc.strerror or exc}", None)
+            return
+        self.result_settings = settings
+        self.saved.emit(settings)
+        super().accept()

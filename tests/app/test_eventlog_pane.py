@@ -1,0 +1,146 @@
+"""The event log pane over the demo report (boot events against the OS measurement, runtime events recomputed),
+a tampered runtime event, and the Cloud answer's three entities."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from dstack_inspector.gui.eventlog_pane import (
+    MATCH,
+    MISMATCH,
+    NOT_RECOMPUTED,
+    RECOMPUTED,
+    EventLogPane,
+    event_rows,
+)
+from dstack_verifier.demo import load_demo
+from dstack_verifier.evidence import detect
+from dstack_verifier.model import Report
+from dstack_verifier.verification import VerifyOptions, load_anchor, verify_evidence
+from PySide6.QtCore import Qt
+
+from tests.support.cloud_server import Dataset1
+
+
+def verify_demo(event_log: list | None = None) -> Report:
+    demo = load_demo()
+    items = list(demo.items)
+    if event_log is not None:
+        doc = json.loads(items[0].data)
+        doc["event_log"] = json.dumps(event_log)
+        items[0] = detect(json.dumps(doc).encode(), items[0].name)
+    return verify_evidence(items, VerifyOptions(now=demo.now, anchor=demo.anchor, offline=True))
+
+
+def demo_events() -> list[dict]:
+    return json.loads(json.loads(load_demo().items[0].data)["event_log"])
+
+
+@pytest.fixture(scope="module")
+def demo() -> Report:
+    return verify_demo()
+
+
+def test_rows_of_the_demo(demo: Report) -> None:
+    rows = event_rows(demo, "app")
+    assert len(rows) == 29 and [r.index for r in rows] == list(range(29))
+    by_name = {r.name: r for r in rows if r.name}
+    # Boot events: the measurement's digests, matched by position within each register (the log interleaves them).
+    hob = rows[0]
+    assert (hob.register_name, hob.what, hob.status) == ("RTMR0", "TD HOB", MATCH)
+    assert hob.recomputed == hob.recorded
+    kernel = rows[11]
+    assert kernel.register == 1 and kernel.what.startswith("the kernel image") and kernel.status == MATCH
+    assert rows[12].what == "BootOrder" and rows[12].status == MATCH
+    # ACPI digests come from the log itself in the demo's measurement: nothing recomputed them.
+    acpi = by_name["acpi-tables"]
+    assert acpi.status == NOT_RECOMPUTED and acpi.recomputed is None and "event log" in acpi.note
+    assert acpi.payload_text == "ACPI DATA" and acpi.decoded
+    # Runtime events: stripped digests, recomputed from the payload.
+    compose = by_name["compose-hash"]
+    assert compose.recorded == "" and compose.status == RECOMPUTED and len(compose.recomputed or "") == 96
+    assert compose.payload_text == demo.entities["app"]["app_info"]["compose_hash"]
+    provider = by_name["key-provider"]
+    assert provider.decoded and json.loads(provider.payload_text)["name"] == "kms"
+    assert {r.status for r in rows} == {MATCH, RECOMPUTED, NOT_RECOMPUTED}
+
+
+def test_recorded_runtime_digests_are_compared() -> None:
+    events = demo_events()
+    report = verify_demo()
+    recomputed = {r.index: r.recomputed for r in event_rows(report, "app") if r.register == 3}
+    app_id = next(i for i, e in enumerate(events) if e["event"] == "app-id")
+    instance = next(i for i, e in enumerate(events) if e["event"] == "instance-id")
+    events[app_id]["digest"] = recomputed[app_id]
+    events[instance]["digest"] = "ab" * 48  # a digest field that its payload does not produce
+    rows = {r.index: r for r in event_rows(verify_demo(events), "app")}
+    assert rows[app_id].status == MATCH
+    assert rows[instance].status == MISMATCH and rows[instance].recorded == "ab" * 48
+
+
+def test_pane_filters_sorts_and_shows_the_detail(qtbot, demo: Report, tmp_path: Path) -> None:
+    pane = EventLogPane()
+    qtbot.addWidget(pane)
+    pane.resize(1300, 800)
+    pane.show()
+    pane.set_report(demo, "app")
+    assert pane.summary.text() == "29 events: 17 match, 9 recomputed, 3 not recomputed"
+    assert pane.current_row() is not None and pane.current_row().index == 0
+    pane.register_combo.setCurrentIndex(pane.register_combo.findData(3))
+    assert [r.register for r in pane.visible_rows()] == [3] * 9
+    pane.status_combo.setCurrentIndex(pane.status_combo.findData(NOT_RECOMPUTED))
+    assert pane.visible_rows() == []
+    pane.register_combo.setCurrentIndex(0)
+    assert [r.name for r in pane.visible_rows()] == ["acpi-loader", "acpi-rsdp", "acpi-tables"]
+    pane.status_combo.setCurrentIndex(0)
+    pane.filter_edit.setText("compose")
+    assert [r.name for r in pane.visible_rows()] == ["compose-hash"]
+    pane.filter_edit.clear()
+    pane.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+    assert pane.visible_rows()[0].register == 3
+    assert pane.select_event(26)
+    tree = pane.detail
+    sections = {tree.topLevelItem(i).text(0): tree.topLevelItem(i) for i in range(tree.topLevelItemCount())}
+    assert set(sections) == {"Event", "Payload", "Digest"}
+    digest = {sections["Digest"].child(i).text(0): sections["Digest"].child(i).text(1)
+              for i in range(sections["Digest"].childCount())}
+    assert digest["recorded"] == "(not recorded)" and digest["status"].startswith("recomputed")
+    # The full payload is in the tooltip of the elided cell.
+    index = pane.view.currentIndex().siblingAtColumn(4)
+    assert index.data().endswith("…") and json.loads(index.data(3))["name"] == "kms"
+    assert pane.grab().save(str(tmp_path / "eventlog.png"))
+
+
+def test_cloud_answer_entities_and_no_log(qtbot, tmp_path: Path) -> None:
+    answer = tmp_path / "attestations.json"
+    answer.write_text(json.dumps(Dataset1.load().cloud_answer()))
+    report = verify_evidence([detect(answer.read_bytes(), str(answer))],
+                             VerifyOptions(now=load_demo().now, anchor=load_anchor(None), offline=True))
+    for entity in ("app", "kms", "gateway"):
+        rows = event_rows(report, entity)
+        runtime = [r for r in rows if r.register == 3]
+        assert runtime and all(r.status in (MATCH, RECOMPUTED) for r in runtime), entity
+        # No OS image in the answer: boot events are shown, nothing recomputed them.
+        assert all(r.status == NOT_RECOMPUTED for r in rows if r.register < 3), entity
+    pane = EventLogPane()
+    qtbot.addWidget(pane)
+    pane.set_report(report, "kms")
+    assert pane.model.rowCount() == len(event_rows(report, "kms"))
+    pane.set_report(report, "nobody")
+    assert pane.model.rowCount() == 0 and "no event log" in pane.summary.text()
+    pane.set_report(None, "app")
+    assert pane.summary.text() == "No report."
+
+
+def test_a_hand_edited_report_does_not_break_the_table(demo: Report) -> None:
+    data = json.loads(demo.to_json())
+    events = data["entities"]["app"]["event_log"]["events"]
+    events[21]["event_payload"] = "not hex"
+    events[22]["digest"] = 7
+    events.append("not an event")
+    rows = event_rows(Report.model_validate(data), "app")
+    assert len(rows) == 29
+    assert rows[21].payload is None and rows[21].payload_text == "(payload is not hex)"
+    assert rows[22].recorded == "" and rows[22].status == RECOMPUTED
