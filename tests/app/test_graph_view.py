@@ -8,7 +8,7 @@ import time
 import pytest
 from dstack_inspector.gui.graph_layout import NODE_HEIGHT, NODE_WIDTH
 from dstack_inspector.gui.graph_view import NEUTRAL, ColumnItem, TrustGraphView, status_color
-from dstack_inspector.gui.main_window import STATUS_COLORS
+from dstack_inspector.gui.vocabulary import STATUS_COLORS
 from dstack_verifier.model import Check, DataObject, Relationship
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QPalette, QWheelEvent

@@ -36,7 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .main_window import STATUS_COLORS, KeyValueTree, format_time, quote_bytes_of, status_icon
+from .vocabulary import STATUS_COLORS, format_time, quote_bytes_of, status_icon
+from .widgets import KeyValueTree
 
 CHAIN_KINDS = ("PCK", "RA-TLS", "TLS")
 CHAIN_TITLES = {

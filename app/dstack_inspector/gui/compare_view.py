@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .main_window import ENTITY_TITLES, fixed_font, format_time, status_icon
+from .vocabulary import ENTITY_TITLES, fixed_font, format_time, status_icon
 
 CHANGE_ROLE = Qt.ItemDataRole.UserRole + 1
 # Row backgrounds per change; light enough that the text keeps its contrast in both themes' base colours.

@@ -36,7 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .main_window import STATUS_COLORS, KeyValueTree, fixed_font, status_icon
+from .vocabulary import STATUS_COLORS, fixed_font, status_icon
+from .widgets import KeyValueTree
 
 MATCH = "match"
 MISMATCH = "mismatch"

@@ -51,7 +51,7 @@ from .graph_layout import (
     GraphLayout,
     layout_graph,
 )
-from .main_window import ENTITY_TITLES, STATUS_COLORS, count_statuses, describe_counts, status_icon, worst_status
+from .vocabulary import ENTITY_TITLES, STATUS_COLORS, count_statuses, describe_counts, status_icon, worst_status
 
 ZOOM_STEP = 1.2
 MIN_SCALE, MAX_SCALE = 0.1, 4.0

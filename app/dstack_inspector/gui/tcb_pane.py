@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .main_window import STATUS_COLORS, status_icon
+from .vocabulary import STATUS_COLORS, status_icon
 
 OK, SHORT, NOT_COMPARED = "ok", "short", "not compared"
 _LOOK = {OK: "pass", SHORT: "fail", NOT_COMPARED: "skip"}
