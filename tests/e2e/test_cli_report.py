@@ -1,0 +1,178 @@
+"""`dstack-inspector report export|verify|key` end to end: exit codes, one-line errors, the key file, the PDF.
+
+In-process calls of ``main`` leave the PDF out (creating a QGuiApplication here would clash with the GUI tests'
+QApplication); the PDF is made by the real interpreter in a subprocess, which also proves two exports identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from dstack_inspector.cli import main
+from dstack_verifier.demo import DEMO_ANCHOR, DEMO_EVIDENCE, load_demo
+from dstack_verifier.report.keys import fingerprint
+from dstack_verifier.report.pack import read_pack, write_pack
+from dstack_verifier.resources import resource_path
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DSTACK_INSPECTOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DSTACK_INSPECTOR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DSTACK_INSPECTOR_DEBUG", raising=False)
+
+
+@pytest.fixture
+def report_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    out = tmp_path / "report.json"
+    demo = [str(resource_path("demo", name)) for name in DEMO_EVIDENCE]
+    code = main(["verify", *demo, "--root-ca", str(resource_path("demo", DEMO_ANCHOR)), "--offline",
+                 "--at", str(load_demo().now), "--output", str(out)])
+    assert code == 0
+    capsys.readouterr()
+    return out
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def export(capsys: pytest.CaptureFixture[str], report: Path, out: Path, *extra: str) -> Path:
+    code, stdout, err = run(capsys, "report", "export", str(report), "--out", str(out), "--no-pdf", *extra)
+    assert code == 0, err
+    assert f"wrote {out}" in stdout and "verdict PASS" in stdout
+    return out
+
+
+def test_export_then_verify_passes(tmp_path: Path, report_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pack = export(capsys, report_file, tmp_path / "demo.zip")
+    key_path = tmp_path / "data" / "signing-key.pem"
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600  # generated on first use, private to the user
+    code, out, err = run(capsys, "report", "verify", str(pack))
+    assert code == 0 and err == ""
+    assert out.startswith(f"pack: VERIFIED   {pack}")
+    assert "not a trusted one" in out and "verdict PASS, re-run verdict PASS; 4 evidence files" in out
+
+
+def test_key_command_shows_and_exports_the_key_that_signs(tmp_path: Path, report_file: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    public = tmp_path / "me.pub.pem"
+    code, out, _ = run(capsys, "report", "key", "--export-public", str(public))
+    assert code == 0 and "fingerprint: " in out and public.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    pack = export(capsys, report_file, tmp_path / "demo.zip")
+    code, out, _ = run(capsys, "report", "verify", str(pack), "--trusted-key", str(public))
+    assert code == 0 and "signature checked with the trusted key" in out
+    code, out, _ = run(capsys, "report", "verify", str(pack), "--json")
+    assert code == 0 and json.loads(out)["key_source"] == "embedded"
+
+
+def test_export_with_a_given_key(tmp_path: Path, report_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed = tmp_path / "seed.key"
+    seed.write_bytes(b"\x05" * 32)
+    pack = export(capsys, report_file, tmp_path / "demo.zip", "--key", str(seed))
+    expected = fingerprint(Ed25519PrivateKey.from_private_bytes(b"\x05" * 32).public_key())
+    assert expected in capsys.readouterr().out or expected in read_pack(pack)["report.html"].decode()
+    assert not (tmp_path / "data" / "signing-key.pem").exists()  # the default key is not created for nothing
+    other = tmp_path / "other.pem"
+    other.write_bytes(b"\x06" * 32)
+    code, _, err = run(capsys, "report", "verify", str(pack), "--trusted-key", str(other))
+    assert code == 1
+    assert err.startswith("dstack-inspector: pack verification failed: no signature of the envelope verifies")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("member", "data", "words"), [
+    ("evidence/01-getquote.json", b"{}", "evidence/01-getquote.json: changed since signing"),
+    ("evidence/02-app-compose.json", None, "evidence/02-app-compose.json: signed, but missing from the pack"),
+    ("evidence/09-extra.pem", b"x", "evidence/09-extra.pem: not covered by the signature"),
+    ("report.json", b"{}", "report.json: changed since signing"),
+    ("statement.dsse.json", b'{"payloadType": "x", "payload": "e30=", "signatures": [{"sig": "AAAA"}]}',
+     "no signature of the envelope verifies"),
+])
+def test_tampered_pack_exits_1_with_one_line(tmp_path: Path, report_file: Path, capsys: pytest.CaptureFixture[str],
+                                             member: str, data: bytes | None, words: str) -> None:
+    pack = export(capsys, report_file, tmp_path / "demo.zip")
+    members = read_pack(pack)
+    if data is None:
+        del members[member]
+    else:
+        members[member] = data
+    write_pack(members, pack)
+    code, out, err = run(capsys, "report", "verify", str(pack))
+    assert code == 1
+    assert out.startswith("pack: FAILED") and words in out
+    assert err.startswith("dstack-inspector: pack verification failed: ") and words in err
+    assert err.count("\n") == 1
+
+
+def test_unusable_packs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    not_zip = tmp_path / "x.zip"
+    not_zip.write_text("hello")
+    slip = tmp_path / "slip.zip"
+    with zipfile.ZipFile(slip, "w") as zf:
+        zf.writestr("../../outside.txt", b"x")
+    for path, words in ((not_zip, "not a zip archive"), (slip, "unsafe member name '../../outside.txt'"),
+                        (tmp_path / "absent.zip", "no such file")):
+        code, _, err = run(capsys, "report", "verify", str(path))
+        assert code == 2 and err.startswith(f"dstack-inspector: bad input: {path}: ") and words in err
+        assert err.count("\n") == 1
+    assert not (tmp_path.parent / "outside.txt").exists()
+
+
+def test_export_refusals_exit_2(tmp_path: Path, report_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = json.loads(report_file.read_text())
+    doc["inputs"][2]["content_b64"] = None
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps(doc))
+    code, _, err = run(capsys, "report", "export", str(partial), "--out", str(tmp_path / "p.zip"), "--no-pdf")
+    assert code == 2 and f"{partial}, field inputs[2]: input " in err and "app-cert.pem' was not recorded" in err
+    code, _, err = run(capsys, "report", "export", str(resource_path("demo", "app-compose.json")), "--out",
+                       str(tmp_path / "p.zip"))
+    assert code == 2 and "is not a dstack-inspector report" in err
+    code, _, err = run(capsys, "report", "export", str(report_file), "--out", str(tmp_path / "p.zip"), "--key",
+                       str(tmp_path / "nokey.pem"), "--no-pdf")
+    assert code == 2 and "nokey.pem: no such file" in err
+    code, _, err = run(capsys, "report")
+    assert code == 2 and "usage error" in err
+    assert not (tmp_path / "p.zip").exists()
+
+
+def test_export_of_a_task_from_the_history(tmp_path: Path, report_file: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    store_module = pytest.importorskip("dstack_inspector.store", reason="the task store is not in this tree yet")
+    from dstack_verifier.model import Report
+
+    store = store_module.TaskStore.open_default()
+    try:
+        task = store.add(Report.model_validate_json(report_file.read_text()), title="demo", source="demo")
+    finally:
+        store.close()
+    pack = export(capsys, Path(str(task)), tmp_path / "task.zip")
+    assert run(capsys, "report", "verify", str(pack))[0] == 0
+    code, _, err = run(capsys, "report", "export", "999999", "--out", str(tmp_path / "none.zip"), "--no-pdf")
+    assert code == 2 and "999999" in err
+
+
+def test_pdf_is_written_and_two_exports_are_identical(tmp_path: Path, report_file: Path) -> None:
+    env = {**os.environ, "DSTACK_INSPECTOR_DATA_DIR": str(tmp_path / "data"), "QT_QPA_PLATFORM": "offscreen"}
+    packs = [tmp_path / "a.zip", tmp_path / "b.zip"]
+    for pack in packs:  # separate processes: nothing (hash seeds, clocks) is shared between the two exports
+        done = subprocess.run([sys.executable, "-m", "dstack_inspector.cli", "report", "export", str(report_file),
+                               "--out", str(pack)], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert packs[0].read_bytes() == packs[1].read_bytes()
+    members = read_pack(packs[0])
+    assert members["report.pdf"].startswith(b"%PDF-")
+    done = subprocess.run([sys.executable, "-m", "dstack_inspector.cli", "report", "verify", str(packs[0])],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
