@@ -261,20 +261,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _fetch_cloud_answer(client, app_id: str, cloud_url: str | None):  # type: ignore[no-untyped-def]
-    """The app's attestations from the Phala Cloud API, as evidence: the exact answer bytes, so the report records
-    them and an offline re-run verifies the same three entities."""
-    from dstack_verifier.evidence import detect
     from dstack_verifier.sources import SourceError
-    from dstack_verifier.sources.cloud import DEFAULT_BASE_URL, fetch_attestations
+    from dstack_verifier.sources.cloud import fetch_cloud_evidence
 
     try:
-        fetch_attestations(client, app_id, cloud_url or DEFAULT_BASE_URL)  # validates: unknown app, no instance…
+        return fetch_cloud_evidence(client, app_id, cloud_url)
     except SourceError as exc:
         if exc.kind in ("network", "offline") or (exc.kind == "http" and exc.status != 404):
             raise NetworkProblem(exc.describe()) from None
         raise
-    answer = client.recorder[-1]
-    return detect(answer.content, answer.url)
 
 
 class NetworkProblem(Exception):

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ..evidence import MAX_QUOTE_BYTES
+from ..evidence import MAX_QUOTE_BYTES, Evidence, detect
 from ..net import NetClient
 from . import (
     MAX_ID_BYTES,
@@ -235,6 +235,14 @@ def fetch_attestations(client: NetClient, app_id: str, base_url: str = DEFAULT_B
         raise SourceError(f"the answer is about app {answer.app_id}, not {wanted}", source=answer.source,
                           field="app_id")
     return answer
+
+
+def fetch_cloud_evidence(client: NetClient, app_id: str, base_url: str | None = None) -> Evidence:
+    """The app's attestations as evidence: the exact answer bytes, so a report records them and an offline re-run
+    verifies the same three entities. Raises SourceError like :func:`fetch_attestations`."""
+    fetch_attestations(client, app_id, base_url or DEFAULT_BASE_URL)  # validates: unknown app, no instance…
+    answer = client.recorder[-1]
+    return detect(answer.content, answer.url)
 
 
 def parse_cloud_answer(data: bytes, source: str) -> CloudAttestations:
