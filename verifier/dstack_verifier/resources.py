@@ -19,6 +19,11 @@ def resource_path(*parts: str) -> Path:
     return resource_dir().joinpath(*parts)
 
 
+def app_icon_path() -> Path:
+    """The 256 px application icon (rendered from packaging/icons/dstack-inspector.svg by packaging/make_icons.py)."""
+    return resource_path("icons", "dstack-inspector.png")
+
+
 def intel_root_ca_der() -> bytes:
     """The pinned Intel SGX Root CA; refuses a file whose digest is not the pinned one."""
     import hashlib
