@@ -18,6 +18,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/hardware.py
 	$(BIN)/python bench/eventlog.py
 	$(BIN)/python bench/measure.py
+	$(BIN)/python bench/chain.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/gui.py
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	./scripts/system-deps.sh

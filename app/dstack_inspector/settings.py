@@ -68,6 +68,7 @@ class UserSettings(BaseModel):
     image_cache_cap_gb: float = Field(default=8.0, gt=0, le=10_000)
     signing_key_path: str = ""  # empty: no signing key chosen yet
     theme: Theme = "system"
+    recent_files: list[str] = Field(default_factory=list, max_length=50)  # newest first
 
     @field_validator("rpc_urls")
     @classmethod

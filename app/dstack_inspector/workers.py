@@ -1,16 +1,16 @@
-"""Background work for the GUI: verifications run on the QThreadPool, never on the event loop.
+"""Background work for the GUI: verifications (and pack export / verification) run on the QThreadPool, never on
+the event loop.
 
 A worker is a QRunnable; QRunnable is not a QObject, so its signals live on a small QObject holder
 (`WorkerSignals`) created in the GUI thread. Signals emitted from the pool thread reach the window's slots through
 queued connections, i.e. on the GUI thread.
 
-Cancellation. `verify_evidence` is short (milliseconds for the hardware phase) and has no cancellation points, so a
-worker is not interrupted mid-way. Instead:
+Progress and cancellation. The verification reports each step ("gateway: domain") through a
+`dstack_verifier.verification.Progress`, and asks it between steps whether to stop:
 
-* `cancel()` sets a flag; a worker cancelled before the pool starts it returns without verifying or emitting a
-  result (only `finished`);
-* a worker cancelled while running completes, and its result is *stale*: the window discards it (it only accepts
-  signals from the worker it is currently waiting for) and is idle again at once, so the user never waits on it.
+* `cancel()` sets a flag; a worker cancelled before the pool starts it returns without verifying (only `finished`);
+* a worker cancelled while running stops at the next step and emits `cancelled` (a step itself — one quote, one
+  image measurement — is not interrupted); the window has already let go of it, so the user never waits.
 
 Errors. Bad input (`InputError`) becomes one human line on `error`; any other exception becomes
 "internal error: <type>: <message>" on `error` — never a traceback (set DSTACK_INSPECTOR_DEBUG to also print one on
@@ -25,6 +25,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dstack_verifier.errors import InputError
 from dstack_verifier.evidence import Evidence
@@ -32,21 +33,31 @@ from dstack_verifier.model import Report
 from dstack_verifier.net import NetClient
 from dstack_verifier.quote.pccs import PHALA_PCCS_URL, CollateralCache
 from dstack_verifier.quote.verify import TrustAnchor
-from dstack_verifier.verification import VerifyOptions, verify_evidence
+from dstack_verifier.sources.cloud import fetch_cloud_evidence
+from dstack_verifier.verification import Cancelled, ImageOptions, Progress, VerifyOptions, verify_evidence
 from PySide6.QtCore import QObject, QRunnable, Signal
 
 from .settings import collateral_cache_dir
 
+if TYPE_CHECKING:  # the domain phase's modules (dnspython…) load when a verification needs them
+    from dstack_verifier.domain_phase import DomainOptions
+
 
 @dataclass
 class VerifyJob:
-    """What one verification needs. `now` None means "the wall clock when the worker starts"."""
+    """What one verification needs. `now` None means "the wall clock when the worker starts"; `app_id` fetches the
+    app's Phala Cloud answer first (online), to verify with the other items."""
 
     items: list[Evidence]
     anchor: TrustAnchor
     now: int | None = None
     offline: bool = False
     use_cache: bool = True
+    app_id: str | None = None
+    cloud_url: str | None = None
+    pccs_url: str | None = None
+    domain: DomainOptions | None = None
+    images: ImageOptions | None = None
 
 
 class WorkerSignals(QObject):
@@ -55,6 +66,7 @@ class WorkerSignals(QObject):
     progress = Signal(str)
     result = Signal(object)  # a dstack_verifier.model.Report
     error = Signal(str)
+    cancelled = Signal()
     finished = Signal()
 
 
@@ -95,12 +107,11 @@ class VerifyWorker(QRunnable):
         try:
             if self.cancelled:
                 return
-            self.signals.progress.emit("Verifying the quote and its collateral…")
             report = self._verify()
-            if not self.cancelled:
-                self.signals.progress.emit("Verification finished")
-            # Emitted even when cancelled meanwhile: the window recognises and discards a stale result.
+            self.signals.progress.emit("Verification finished")
             self.signals.result.emit(report)
+        except Cancelled:
+            self.signals.cancelled.emit()
         except Exception as exc:  # the boundary of the thread: everything becomes one line for the user
             if os.environ.get("DSTACK_INSPECTOR_DEBUG"):
                 traceback.print_exc()
@@ -114,12 +125,40 @@ class VerifyWorker(QRunnable):
             now=job.now if job.now is not None else int(time.time()),
             anchor=job.anchor,
             offline=job.offline,
-            pccs_url=os.environ.get("PCCS_URL") or PHALA_PCCS_URL,
+            pccs_url=job.pccs_url or os.environ.get("PCCS_URL") or PHALA_PCCS_URL,
+            domain=job.domain,
+            images=job.images,
         )
+        progress = Progress(report=self.signals.progress.emit, cancelled=lambda: self.cancelled)
         client = None if job.offline else self._client_factory()
         try:
+            items = list(job.items)
+            if job.app_id:
+                if client is None:
+                    raise InputError("verifying an app by its id needs the network: turn offline mode off")
+                progress.step(f"fetching the attestations of app {job.app_id}")
+                items.append(fetch_cloud_evidence(client, job.app_id, job.cloud_url))
             cache = self._cache_factory() if job.use_cache and not job.offline else None
-            return verify_evidence(job.items, options, client=client, cache=cache)
+            return verify_evidence(items, options, client=client, cache=cache, progress=progress)
         finally:
             if client is not None:
                 client.close()
+
+
+class CallWorker(QRunnable):
+    """Runs one library call (export or verify a pack…) on the pool: `result` with its value, or `error`."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        super().__init__()
+        self.call = call
+        self.signals = WorkerSignals()
+
+    def run(self) -> None:
+        try:
+            self.signals.result.emit(self.call())
+        except Exception as exc:  # the boundary of the thread, as in VerifyWorker
+            if os.environ.get("DSTACK_INSPECTOR_DEBUG"):
+                traceback.print_exc()
+            self.signals.error.emit(error_message(exc))
+        finally:
+            self.signals.finished.emit()

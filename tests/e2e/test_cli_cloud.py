@@ -122,3 +122,21 @@ def test_app_id_unknown_and_server_down(capsys, tmp_path: Path) -> None:
     assert main(["verify", "--app-id", "00" * 20, "--cloud-url", base]) == 3  # nothing listens any more
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "network error" in err
+
+
+def test_legacy_answer_is_not_passed_as_the_trust_center_stubs_would(capsys, tmp_path: Path) -> None:
+    from tests.support.cloud_server import LEGACY_KMS_VERSION
+
+    answer = Dataset1.load().cloud_answer()
+    answer["kms_info"]["version"] = LEGACY_KMS_VERSION
+    del answer["kms_guest_agent_info"], answer["gateway_guest_agent_info"]
+    path = tmp_path / "legacy.json"
+    path.write_text(json.dumps(answer))
+    code, report = run_json(capsys, "verify", path, "--offline")
+    stubs = {c["entity"]: c for c in report["checks"] if c["id"] == "hardware.entity_evidence"}
+    assert set(stubs) == {"kms", "gateway"}
+    for entity, check in stubs.items():
+        assert check["status"] == "skip" and "legacy stub" in check["summary"] and entity in check["summary"]
+        assert check["details"]["legacy_stub"] is True
+    assert set(report["entities"]) == {"app"}
+    assert report["verdict"] in ("incomplete", "fail") and code in (1, 3)

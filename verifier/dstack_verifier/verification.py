@@ -649,6 +649,10 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     cross = cross_entity_checks(by_entity, answer)
     checks += cross
     verdicts = {report.verdict for _, report in reports}
+    missing = [_missing_entity(e, answer) for e in ("kms", "gateway") if e not in by_entity]
+    checks += missing
+    if missing:
+        verdicts.add(Verdict.INCOMPLETE)
     if any(c.status is CheckStatus.FAIL for c in cross):
         verdicts.add(Verdict.FAIL)
     verdict = Verdict.FAIL if Verdict.FAIL in verdicts else (
@@ -661,6 +665,18 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
         "entities": {entity: report.entities.get(entity, {}) for entity, report in reports},
         "timings": {f"{entity}.{k}": v for entity, report in reports for k, v in report.timings.items()},
     })
+
+
+def _missing_entity(entity: Entity, answer: CloudAttestations) -> Check:
+    """An entity the answer gives no quote for. The Trust Center's legacy stubs report it valid unverified (spec
+    §4.2); here it is a skip that leaves the verification incomplete, and says so."""
+    legacy = answer.legacy_reason
+    stub = (f"; the Trust Center would use its legacy stub here ({legacy}) and report the {entity} valid without "
+            "verifying anything" if legacy else "")
+    reason = f"the Cloud answer holds no quote of the {entity}{stub}"
+    return Check(id="hardware.entity_evidence", entity=entity, phase="hardware", status=CheckStatus.SKIP,
+                 anchor=Anchor.NONE, summary=f"not verified: {reason}",
+                 details={"reason": reason, "legacy_stub": bool(legacy), "legacy_reason": legacy})
 
 
 def _hardware_ok(checks: list[Check]) -> bool | None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from dstack_verifier.resources import app_icon_path
 from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from .main_window import MainWindow
@@ -28,6 +30,7 @@ def application() -> QApplication:
     app.setApplicationName("dstack-inspector")
     app.setOrganizationName("dstack-inspector")
     app.setApplicationDisplayName("dstack-inspector")
+    app.setWindowIcon(QIcon(str(app_icon_path())))
     return app
 
 
@@ -53,19 +56,24 @@ def take_screenshot(window: MainWindow, path: Path) -> bool:
     QApplication.processEvents()
     window.balance_splitters()
     wait_until_settled(window)
-    # Show the linked panes in the picture: a check with nested details (unless there is a finding to show, which
-    # the window has selected already), and the MRTD field with its bytes.
+    # Show the graph with a selected object and its checks (the window has opened the worst object already, or the
+    # app's quote when everything passed), and, behind it, the MRTD field with its bytes.
     if window.report is not None and window.findings_badge.findings == 0:
         window.checks_pane.select_check("os.rtmr0")
     window.quote_pane.select_field("body.mrtd")
+    window.bottom_tabs.setCurrentWidget(window.object_pane)
+    window.graph.fit()
     QApplication.processEvents()
     path.parent.mkdir(parents=True, exist_ok=True)
     return window.grab().save(str(path), "PNG")
 
 
 def run_gui(evidence: list[Path] | None = None, screenshot: Path | None = None) -> int:
+    from .theme import apply_theme
+
     app = application()
-    window = MainWindow()
+    window = MainWindow()  # it loads the settings, and shows what was wrong with them
+    apply_theme(app, window.settings.theme)
     if evidence:
         window.open_paths([Path(p) for p in evidence])
     else:

@@ -52,6 +52,7 @@ from .widgets import KeyValueTree
 
 CHECK_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 STATUS_ROLE = Qt.ItemDataRole.UserRole + 2
+KEY_ROLE = Qt.ItemDataRole.UserRole + 4  # "entity/id": a check id repeats across entities
 
 
 class ChecksFilter(QSortFilterProxyModel):
@@ -131,7 +132,7 @@ class ChecksPane(QWidget):
 
     def set_checks(self, checks: list[Check]) -> None:
         self.model.removeRows(0, self.model.rowCount())
-        self._checks = {c.id: c for c in checks}
+        self._checks = {f"{c.entity}/{c.id}": c for c in checks}
         self._groups.clear()
         by_group: dict[str, dict[str, list[Check]]] = {}
         for c in checks:
@@ -175,6 +176,7 @@ class ChecksPane(QWidget):
     def _check_row(self, check: Check) -> list[QStandardItem]:
         name = QStandardItem(status_icon(check.status), check.id)
         name.setData(check.id, CHECK_ID_ROLE)
+        name.setData(f"{check.entity}/{check.id}", KEY_ROLE)
         name.setData(check.status.value, STATUS_ROLE)
         name.setToolTip(f"{check.id}: {check.status.value}")
         status = QStandardItem(check.status.value.upper())
@@ -194,13 +196,15 @@ class ChecksPane(QWidget):
         self.proxy.set_filter(self.filter_edit.text(), self._findings_only)
         self.view.expandAll()
 
-    def _source_index(self, check_id: str) -> QModelIndex | None:
-        hits = self.model.match(self.model.index(0, 0), CHECK_ID_ROLE, check_id, 1,
+    def _source_index(self, check_id: str, entity: str | None = None) -> QModelIndex | None:
+        role, value = (CHECK_ID_ROLE, check_id) if entity is None else (KEY_ROLE, f"{entity}/{check_id}")
+        hits = self.model.match(self.model.index(0, 0), role, value, 1,
                                 Qt.MatchFlag.MatchExactly | Qt.MatchFlag.MatchRecursive)
         return hits[0] if hits else None
 
-    def select_check(self, check_id: str) -> bool:
-        source = self._source_index(check_id)
+    def select_check(self, check_id: str, entity: str | None = None) -> bool:
+        """Select a check (of `entity`, or the first with that id)."""
+        source = self._source_index(check_id, entity)
         if source is None:
             return False
         index = self.proxy.mapFromSource(source)
@@ -225,9 +229,9 @@ class ChecksPane(QWidget):
         if not current.isValid():
             return
         first = current.siblingAtColumn(0)
-        check_id = self.proxy.data(first, CHECK_ID_ROLE)
-        if check_id is not None and check_id in self._checks:
-            self.checkSelected.emit(self._checks[check_id])
+        key = self.proxy.data(first, KEY_ROLE)
+        if key is not None and key in self._checks:
+            self.checkSelected.emit(self._checks[key])
             return
         key = self.proxy.data(first, Qt.ItemDataRole.UserRole + 3)
         if key in self._groups:

@@ -1,59 +1,53 @@
-"""The main window: a verdict banner, the checks tree with a details pane, and the quote pane where a decoded field
-and its bytes in the hex view are linked both ways (Wireshark's details tree ↔ bytes pane).
+"""The main window: the task history and the running verifications on the left; a verdict banner above the trust
+graph and its drill-down (object, checks, quote fields ↔ hex, event log, certificates, TCB, report, inputs); a status
+bar with the findings badge (Wireshark's Expert Info).
 
 The window is a thin layer over `dstack_verifier`: it loads evidence with the library, hands a `VerifyJob` to a
-`VerifyWorker` on its QThreadPool, and renders the `Report` that comes back. It computes no verification result
-of its own. The event loop never waits on a verification.
+`VerifyWorker` on its QThreadPool — several at once, each cancellable — renders the `Report` that comes back, and
+saves it in the history. It computes no verification result of its own. The event loop never waits on a
+verification, a pack export or a pack verification.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from dstack_verifier import __version__
 from dstack_verifier.demo import load_demo
 from dstack_verifier.errors import InputError
-from dstack_verifier.evidence import Evidence, load_evidence
-from dstack_verifier.model import Check, CheckStatus, Report, Verdict
+from dstack_verifier.evidence import Evidence, detect, load_evidence
+from dstack_verifier.model import CheckStatus, Report, Verdict
 from dstack_verifier.quote.verify import TrustAnchor
-from dstack_verifier.verification import load_anchor
-from PySide6.QtCore import (
-    Qt,
-    QThreadPool,
-    Signal,
-    Slot,
-)
-from PySide6.QtGui import (
-    QAction,
-    QDragEnterEvent,
-    QDropEvent,
-    QKeySequence,
-)
+from dstack_verifier.verification import ImageOptions, load_anchor
+from PySide6.QtCore import Qt, QThreadPool, Signal, Slot
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
     QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QSplitter,
     QStyle,
-    QTabWidget,
     QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
-from ..workers import VerifyJob, VerifyWorker
-from .checks_pane import ChecksPane, DetailsPane
-from .quote_pane import CHECK_FIELDS, InputsTable, QuotePane
-from .vocabulary import FINDING_STATUSES, count_statuses, format_time, quote_bytes_of
-from .widgets import FindingsBadge, KeyValueTree, MessageBar, VerdictBanner
+from ..settings import UserSettings, cache_dir, load_settings, save_settings
+from ..store import StoreError, TaskStore
+from ..workers import CallWorker, VerifyJob, VerifyWorker
+from .history_view import HistoryView
+from .report_view import ReportView
+from .tasks_view import TasksView
+from .vocabulary import count_statuses, format_time
+from .widgets import FindingsBadge, MessageBar, VerdictBanner
 
-# --------------------------------------------------------------------------------------------------------------
-# The window
+MAX_RECENT = 10
 
 
 @dataclass
@@ -66,114 +60,160 @@ class Session:
     now: int | None = None  # None: the wall clock at each verification
     anchor_label: str | None = None  # shown as the badge when the anchor is not Intel's
     is_demo: bool = False
+    source: str = "files"  # how the history names it: files | online | demo | pack | rerun
+    app_id: str | None = None  # fetch this app's attestations (online)
+    domain: str | None = None
+    ct_log: bool = False
 
+
+@dataclass
+class RunningTask:
+    number: int
+    session: Session
+    worker: VerifyWorker
+
+
+def _app_id_of(report: Report) -> str | None:
+    info = report.entities.get("app", {}).get("app_info") or {}
+    return info.get("app_id") if isinstance(info, dict) else None
+
+
+def _domain_of(report: Report) -> str | None:
+    policy = report.policy.get("domain")
+    return policy.get("domain") if isinstance(policy, dict) else None
 
 
 class MainWindow(QMainWindow):
-    """Verdict banner; checks | details; quote fields | hex (plus TCB & PCK, inputs); status bar with findings."""
+    """History | (banner; graph | drill-down tabs); status bar with progress, anchor, network and findings."""
 
-    verificationSettled = Signal()  # a verification ended: result, error or cancel
+    verificationSettled = Signal()  # the shown verification ended: result, error or cancel
     stateChanged = Signal(str)
+    taskSaved = Signal(int)  # a history id
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, store: TaskStore | None = None,
+                 settings: UserSettings | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("dstack-inspector")
         self.setAcceptDrops(True)
         self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(2)
+        self.pool.setMaxThreadCount(4)
         self.session: Session | None = None
         self.report: Report | None = None
+        self.task_id: int | None = None  # the history id of the report on screen
         self.state = "idle"
-        self._worker: VerifyWorker | None = None
-        self._running: list[VerifyWorker] = []
+        self.tasks: dict[int, RunningTask] = {}
+        self._current: int | None = None  # the running task whose result the window will show
+        self._numbers = 0
+        self._calls: list[CallWorker] = []
         self._custom_anchor: TrustAnchor | None = None
+        warning = None
+        if settings is None:
+            settings, warning = load_settings()
+        self.settings = settings
+        self.store, store_problem = self._open_store(store)
         self._build_actions()
         self._build_ui()
+        self.offline_action.setChecked(settings.offline)
+        if warning or store_problem:
+            self.message_bar.show_message("warn", "Started with a problem:", [w for w in (warning, store_problem) if w])
         self._update_actions()
-        self.resize(1440, 900)
+        self.resize(1480, 920)
+
+    @staticmethod
+    def _open_store(store: TaskStore | None) -> tuple[TaskStore | None, str | None]:
+        if store is not None:
+            return store, None
+        try:
+            return TaskStore.open_default(), None
+        except StoreError as exc:  # the window still works; nothing is saved
+            return None, f"the history is not available: {exc.describe()}"
 
     # ---- construction ---------------------------------------------------------------------------------------
+    def _action(self, icon: QStyle.StandardPixmap | None, text: str, slot, shortcut=None, tip: str = "") -> QAction:  # type: ignore[no-untyped-def]
+        action = QAction(self.style().standardIcon(icon), text, self) if icon is not None else QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(shortcut)
+        if tip:
+            action.setToolTip(tip)
+        action.triggered.connect(slot)
+        return action
+
     def _build_actions(self) -> None:
-        style = self.style()
-        icon = style.standardIcon
         sp = QStyle.StandardPixmap
-        self.open_action = QAction(icon(sp.SP_DialogOpenButton), "Open evidence files…", self)
-        self.open_action.setShortcut(QKeySequence.StandardKey.Open)
-        self.open_action.setToolTip("Open a quote (binary or hex), a GetQuote JSON, DCAP collateral or a report")
-        self.open_action.triggered.connect(self.choose_files)
-        self.demo_action = QAction(icon(sp.SP_FileDialogInfoView), "Open demo evidence", self)
-        self.demo_action.setToolTip("Synthetic evidence signed by a demo root CA — not Intel")
-        self.demo_action.triggered.connect(self.load_demo)
-        self.verify_action = QAction(icon(sp.SP_BrowserReload), "Re-verify", self)
-        self.verify_action.setShortcut(QKeySequence(Qt.Key.Key_F5))
-        self.verify_action.triggered.connect(self.verify)
-        self.cancel_action = QAction(icon(sp.SP_BrowserStop), "Cancel", self)
-        self.cancel_action.setShortcut(QKeySequence(Qt.Key.Key_Escape))
-        self.cancel_action.triggered.connect(self.cancel)
-        self.offline_action = QAction(icon(sp.SP_DriveNetIcon), "Offline", self)
+        key = QKeySequence
+        self.open_action = self._action(sp.SP_DialogOpenButton, "Open evidence files…", self.choose_files,
+                                        key(key.StandardKey.Open), "A quote (binary or hex), GetQuote/attestation "
+                                        "JSON, a saved Cloud answer, acme-info, collateral, a report or a pack")
+        self.app_action = self._action(sp.SP_DriveNetIcon, "Verify app…", self.choose_app, key("Ctrl+Shift+O"),
+                                       "Fetch an app's attestations by its id (App, KMS and Gateway)")
+        self.paste_action = self._action(sp.SP_FileIcon, "Paste quote", self.paste_quote, key("Ctrl+Shift+V"),
+                                         "Verify a quote (hex) or an evidence JSON from the clipboard")
+        self.demo_action = self._action(sp.SP_FileDialogInfoView, "Open demo evidence", self.load_demo,
+                                        tip="Synthetic evidence signed by a demo root CA — not Intel")
+        self.verify_action = self._action(sp.SP_BrowserReload, "Re-verify", self.verify, key(Qt.Key.Key_F5))
+        self.cancel_action = self._action(sp.SP_BrowserStop, "Cancel", self.cancel, key(Qt.Key.Key_Escape))
+        self.export_action = self._action(sp.SP_DialogSaveButton, "Export signed report…", self.choose_export,
+                                          key("Ctrl+E"), "An evidence pack: the evidence, a signed statement, HTML "
+                                          "and PDF")
+        self.pack_action = self._action(sp.SP_DialogApplyButton, "Open and verify a pack…", self.choose_pack,
+                                        tip="Check a pack's signature and digests, and re-run its checks offline")
+        self.compare_action = self._action(sp.SP_FileDialogContentsView, "Compare…", self.compare,
+                                           tip="Two verifications of the history side by side")
+        self.settings_action = self._action(sp.SP_FileDialogDetailedView, "Settings…", self.show_settings)
+        self.offline_action = self._action(sp.SP_DriveNetIcon, "Offline", lambda: None,
+                                           tip="Never touch the network: what needs it is skipped with the reason")
         self.offline_action.setCheckable(True)
-        self.offline_action.setToolTip("Never touch the network: what needs it (e.g. fetching collateral) is "
-                                       "skipped with the reason")
         self.offline_action.toggled.connect(self.set_offline)
-        self.anchor_intel_action = QAction("Use the Intel SGX Root CA", self)
-        self.anchor_intel_action.triggered.connect(self.use_intel_anchor)
-        self.anchor_file_action = QAction("Use a root CA file…", self)
-        self.anchor_file_action.triggered.connect(self.choose_anchor)
-        self.about_action = QAction(icon(sp.SP_MessageBoxInformation), "About", self)
-        self.about_action.triggered.connect(self.show_about)
-        self.quit_action = QAction("Quit", self)
-        self.quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        self.quit_action.triggered.connect(self.close)
+        self.anchor_intel_action = self._action(None, "Use the Intel SGX Root CA", self.use_intel_anchor)
+        self.anchor_file_action = self._action(None, "Use a root CA file…", self.choose_anchor)
+        self.about_action = self._action(sp.SP_MessageBoxInformation, "About", self.show_about)
+        self.quit_action = self._action(None, "Quit", self.close, key(key.StandardKey.Quit))
 
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        file_menu.addActions([self.open_action, self.demo_action])
+        file_menu.addActions([self.open_action, self.app_action, self.paste_action, self.demo_action])
+        self.recent_menu = file_menu.addMenu("Open recent")
         file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
+        file_menu.addActions([self.export_action, self.pack_action])
+        file_menu.addSeparator()
+        file_menu.addActions([self.settings_action, self.quit_action])
         verify_menu = menu.addMenu("&Verify")
-        verify_menu.addActions([self.verify_action, self.cancel_action])
+        verify_menu.addActions([self.verify_action, self.cancel_action, self.compare_action])
         verify_menu.addSeparator()
         verify_menu.addAction(self.offline_action)
         anchor_menu = verify_menu.addMenu("Trust anchor")
         anchor_menu.addActions([self.anchor_intel_action, self.anchor_file_action])
+        self.view_menu = menu.addMenu("V&iew")
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self.about_action)
+        self._fill_recent()
 
         toolbar = QToolBar("Main")
         toolbar.setObjectName("mainToolbar")
         toolbar.setMovable(False)
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        toolbar.addActions([self.open_action, self.demo_action])
+        toolbar.addActions([self.open_action, self.app_action, self.demo_action])
         toolbar.addSeparator()
         toolbar.addActions([self.verify_action, self.cancel_action])
         toolbar.addSeparator()
-        toolbar.addAction(self.offline_action)
+        toolbar.addActions([self.export_action, self.pack_action, self.compare_action])
         toolbar.addSeparator()
-        toolbar.addAction(self.about_action)
+        toolbar.addActions([self.offline_action, self.settings_action])
         self.addToolBar(toolbar)
         self.toolbar = toolbar
 
     def _build_ui(self) -> None:
         self.message_bar = MessageBar()
         self.banner = VerdictBanner()
-        self.checks_pane = ChecksPane()
-        self.details_pane = DetailsPane()
-        self.quote_pane = QuotePane()
-        self.tcb_tree = KeyValueTree()
-        self.inputs_table = InputsTable()
-
-        self.top_splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.top_splitter.addWidget(self.checks_pane)
-        self.top_splitter.addWidget(self.details_pane)
-        self.top_splitter.setChildrenCollapsible(False)
-        self.bottom_tabs = QTabWidget()
-        self.bottom_tabs.addTab(self.quote_pane, "Quote")
-        self.bottom_tabs.addTab(self.tcb_tree, "TCB && platform")
-        self.bottom_tabs.addTab(self.inputs_table, "Inputs")
-        self.main_splitter = QSplitter(Qt.Orientation.Vertical)
-        self.main_splitter.addWidget(self.top_splitter)
-        self.main_splitter.addWidget(self.bottom_tabs)
-        self.main_splitter.setChildrenCollapsible(False)
+        self.view = ReportView()
+        # The panes, by the names the rest of the app (and its tests) use.
+        self.graph = self.view.graph
+        self.object_pane = self.view.object_pane
+        self.checks_pane = self.view.checks_pane
+        self.details_pane = self.view.details_pane
+        self.quote_pane = self.view.quote_pane
+        self.inputs_table = self.view.inputs_table
+        self.bottom_tabs = self.view.tabs
 
         central = QWidget()
         layout = QVBoxLayout(central)
@@ -181,9 +221,36 @@ class MainWindow(QMainWindow):
         layout.setSpacing(6)
         layout.addWidget(self.message_bar)
         layout.addWidget(self.banner)
-        layout.addWidget(self.main_splitter, 1)
+        layout.addWidget(self.view, 1)
         self.setCentralWidget(central)
-        self.setStyleSheet("QLabel#paneTitle { font-weight: bold; color: #37414b; padding: 2px 0; }")
+        self.setStyleSheet("QLabel#paneTitle { font-weight: bold; padding: 2px 0; }")
+
+        self.tasks_view = TasksView()
+        self.tasks_view.cancel_requested.connect(self.cancel_task)
+        self.history_view: HistoryView | None = None
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(4, 4, 4, 4)
+        running = QLabel("Running")
+        running.setObjectName("paneTitle")
+        side_layout.addWidget(running)
+        side_layout.addWidget(self.tasks_view)
+        if self.store is not None:
+            history = QLabel("History")
+            history.setObjectName("paneTitle")
+            self.history_view = HistoryView(self.store)
+            self.history_view.open_requested.connect(self.open_task)
+            self.history_view.rerun_requested.connect(self.rerun_task)
+            self.history_view.delete_requested.connect(self.delete_task)
+            side_layout.addWidget(history)
+            side_layout.addWidget(self.history_view, 1)
+        self.side_dock = QDockWidget("Tasks", self)
+        self.side_dock.setObjectName("tasksDock")
+        self.side_dock.setWidget(side)
+        self.side_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable |
+                                   QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.side_dock)
+        self.view_menu.addAction(self.side_dock.toggleViewAction())
 
         status = self.statusBar()
         self.progress = QProgressBar()
@@ -193,22 +260,16 @@ class MainWindow(QMainWindow):
         self.progress.setTextVisible(False)
         self.progress.hide()
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Cancel the running verification (Esc)")
+        self.cancel_button.setToolTip("Cancel the verification on screen (Esc)")
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.hide()
         self.network_label = QLabel()
         self.anchor_label = QLabel()
         self.findings_badge = FindingsBadge()
         self.findings_badge.toggled.connect(self.checks_pane.set_findings_only)
-        status.addPermanentWidget(self.progress)
-        status.addPermanentWidget(self.cancel_button)
-        status.addPermanentWidget(self.anchor_label)
-        status.addPermanentWidget(self.network_label)
-        status.addPermanentWidget(self.findings_badge)
-
-        self.checks_pane.checkSelected.connect(self._show_check)
-        self.checks_pane.groupSelected.connect(self.details_pane.show_group)
-        self.details_pane.fieldLinkActivated.connect(self._reveal_field)
+        for widget in (self.progress, self.cancel_button, self.anchor_label, self.network_label,
+                       self.findings_badge):
+            status.addPermanentWidget(widget)
         self._update_status_labels()
 
     def showEvent(self, event) -> None:  # type: ignore[no-untyped-def]
@@ -218,12 +279,13 @@ class MainWindow(QMainWindow):
             self.balance_splitters()
 
     def balance_splitters(self) -> None:
-        height = max(self.main_splitter.height(), 600)
-        self.main_splitter.setSizes([int(height * 0.46), int(height * 0.54)])
-        width = max(self.top_splitter.width(), 900)
-        self.top_splitter.setSizes([int(width * 0.52), int(width * 0.48)])
-        qwidth = max(self.quote_pane.splitter.width(), 900)
+        width = max(self.view.splitter.width(), 1000)
+        self.view.splitter.setSizes([int(width * 0.42), int(width * 0.58)])
+        cwidth = max(self.view.checks_splitter.width(), 700)
+        self.view.checks_splitter.setSizes([int(cwidth * 0.5), int(cwidth * 0.5)])
+        qwidth = max(self.quote_pane.splitter.width(), 700)
         self.quote_pane.splitter.setSizes([int(qwidth * 0.5), int(qwidth * 0.5)])
+        self.resizeDocks([self.side_dock], [300], Qt.Orientation.Horizontal)
 
     # ---- evidence ---------------------------------------------------------------------------------------------
     def load_demo(self) -> bool:
@@ -234,13 +296,20 @@ class MainWindow(QMainWindow):
             return False
         self.message_bar.hide()
         self._start_session(Session(items=demo.items, anchor=demo.anchor, now=demo.now, title="demo evidence",
-                                    anchor_label=demo.label, is_demo=True))
+                                    anchor_label=demo.label, is_demo=True, source="demo"))
         return True
 
     def open_paths(self, paths: list[Path]) -> bool:
-        """Load evidence files and verify them; a file that cannot be used is reported, and nothing changes."""
+        """Load evidence files and verify them (a pack is verified as a pack); a file that cannot be used is
+        reported, and nothing changes."""
         if not paths:
             return False
+        packs = [Path(p) for p in paths if Path(p).suffix.lower() == ".zip"]
+        if packs:
+            if len(paths) > 1:
+                self.message_bar.show_message("error", "Open an evidence pack on its own.", [str(packs[0])])
+                return False
+            return self.open_pack(packs[0])
         items, problems = [], []
         for path in paths:
             try:
@@ -254,6 +323,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Opening failed", 5000)
             return False
         self.message_bar.hide()
+        self._remember([Path(p) for p in paths])
         anchor = self._custom_anchor or load_anchor(None)
         label = "custom root — not Intel" if not anchor.is_intel else None
         names = ", ".join(Path(p).name for p in paths)
@@ -263,10 +333,62 @@ class MainWindow(QMainWindow):
     def choose_files(self) -> None:
         names, _ = QFileDialog.getOpenFileNames(
             self, "Open evidence files", "",
-            "Evidence (*.hex *.bin *.dat *.json *.txt);;All files (*)",
+            "Evidence (*.hex *.bin *.dat *.json *.txt *.pem *.zip);;All files (*)",
         )
         if names:
             self.open_paths([Path(n) for n in names])
+
+    def choose_app(self) -> None:
+        from .dialogs import VerifyAppDialog
+
+        dialog = VerifyAppDialog(self.settings.cloud_api_url, self)
+        if dialog.exec() and (request := dialog.request()) is not None:
+            self.open_app(request.app_id, request.domain, ct_log=request.ct_log)
+
+    def open_app(self, app_id: str, domain: str | None = None, *, ct_log: bool = False) -> bool:
+        if self.offline_action.isChecked():
+            self.message_bar.show_message("error", "Verifying an app by its id needs the network.",
+                                          ["Turn offline mode off (Verify → Offline), or open saved evidence."])
+            return False
+        self.message_bar.hide()
+        anchor = self._custom_anchor or load_anchor(None)
+        self._start_session(Session(items=[], anchor=anchor, title=f"app {app_id}", source="online", app_id=app_id,
+                                    domain=domain, ct_log=ct_log,
+                                    anchor_label=None if anchor.is_intel else "custom root — not Intel"))
+        return True
+
+    def paste_quote(self) -> bool:
+        text = QGuiApplication.clipboard().text().strip()
+        if not text:
+            self.message_bar.show_message("error", "The clipboard holds no text to verify.")
+            return False
+        try:
+            item = detect(text.encode("utf-8", "surrogatepass"), "pasted from the clipboard")
+        except InputError as exc:
+            self.message_bar.show_message("error", "The clipboard text is not evidence:", [exc.describe()])
+            return False
+        self.message_bar.hide()
+        anchor = self._custom_anchor or load_anchor(None)
+        self._start_session(Session(items=[item], anchor=anchor, title="pasted evidence",
+                                    anchor_label=None if anchor.is_intel else "custom root — not Intel"))
+        return True
+
+    def _remember(self, paths: list[Path]) -> None:
+        recent = [str(p.resolve()) for p in paths] + [r for r in self.settings.recent_files
+                                                      if r not in {str(p.resolve()) for p in paths}]
+        self.settings = self.settings.model_copy(update={"recent_files": recent[:MAX_RECENT]})
+        try:
+            save_settings(self.settings)
+        except OSError:
+            pass  # recent files are a convenience: an unwritable config folder must not stop the verification
+        self._fill_recent()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for name in self.settings.recent_files:
+            action = self.recent_menu.addAction(name)
+            action.triggered.connect(functools.partial(self.open_paths, [Path(name)]))
+        self.recent_menu.setEnabled(bool(self.settings.recent_files))
 
     def use_intel_anchor(self) -> None:
         self._custom_anchor = None
@@ -316,64 +438,102 @@ class MainWindow(QMainWindow):
 
     # ---- verification -------------------------------------------------------------------------------------------
     def is_busy(self) -> bool:
-        return self._worker is not None
+        return self._current is not None
+
+    def _job(self, s: Session) -> VerifyJob:
+        from dstack_verifier.domain_phase import DomainOptions
+
+        settings = self.settings
+        domain = DomainOptions(domain=s.domain, ct_log=s.ct_log) if (s.domain or s.ct_log) else None
+        return VerifyJob(items=s.items, anchor=s.anchor, now=s.now, offline=self.offline_action.isChecked(),
+                         app_id=s.app_id, cloud_url=settings.cloud_api_url, pccs_url=settings.pccs_url,
+                         domain=domain, images=ImageOptions(cache_dir=cache_dir(),
+                                                            cache_cap_bytes=settings.image_cache_cap_bytes()))
 
     def verify(self) -> None:
-        """Start verifying the current session on the pool (a running one is cancelled first)."""
+        """Verify the session on screen on the pool. Its running verification, if any, is superseded; other
+        sessions' verifications go on (and are saved to the history when they finish)."""
         if self.session is None:
             return
-        if self._worker is not None:
-            self._worker.cancel()
         s = self.session
-        worker = VerifyWorker(VerifyJob(items=s.items, anchor=s.anchor, now=s.now,
-                                        offline=self.offline_action.isChecked()))
-        worker.signals.progress.connect(self._on_progress)
-        worker.signals.result.connect(self._on_result)
-        worker.signals.error.connect(self._on_error)
-        worker.signals.finished.connect(self._on_finished)
-        self._worker = worker
-        self._running.append(worker)
+        for task in list(self.tasks.values()):
+            if task.session is s:
+                self.cancel_task(task.number)
+        self._numbers += 1
+        number = self._numbers
+        worker = VerifyWorker(self._job(s))
+        signals = worker.signals
+        signals.progress.connect(functools.partial(self._on_progress, number))
+        signals.result.connect(functools.partial(self._on_result, number))
+        signals.error.connect(functools.partial(self._on_error, number))
+        signals.finished.connect(functools.partial(self._on_finished, number))
+        self.tasks[number] = RunningTask(number, s, worker)
+        self.tasks_view.add(number, s.title)
+        self._current = number
+        self.task_id = None
         self._show_results(None)
         self.banner.show_state("running", "…", "Verifying…", f"{s.title} · the window stays usable; "
-                               "Cancel (Esc) stops waiting for the result.")
+                               "Cancel (Esc) stops it.")
         self._set_state("running")
         self.pool.start(worker)
 
     def cancel(self) -> None:
-        worker = self._worker
-        if worker is None:
+        """Cancel the verification on screen."""
+        number = self._current
+        if number is None:
             return
-        worker.cancel()
-        self._worker = None  # anything it still emits is stale and discarded
-        self.banner.show_state("idle", "—", "Verification cancelled",
-                               "Nothing is shown for this evidence. Re-verify (F5) to run it again.")
-        self.statusBar().showMessage("Verification cancelled", 5000)
-        self._set_state("cancelled")
-        self.verificationSettled.emit()
+        self.cancel_task(number)
 
-    def _is_current(self) -> bool:
-        return self._worker is not None and self.sender() is self._worker.signals
+    @Slot(int)
+    def cancel_task(self, number: int) -> None:
+        task = self.tasks.get(number)
+        if task is None:
+            return
+        task.worker.cancel()  # it stops at its next step; anything it still emits is ignored
+        self.tasks_view.remove(number)
+        if number == self._current:
+            self._current = None
+            self.banner.show_state("idle", "—", "Verification cancelled",
+                                   "Nothing is shown for this evidence. Re-verify (F5) to run it again.")
+            self.statusBar().showMessage("Verification cancelled", 5000)
+            self._set_state("cancelled")
+            self.verificationSettled.emit()
 
-    @Slot(str)
-    def _on_progress(self, text: str) -> None:
-        if self._is_current():
-            self.statusBar().showMessage(text)
+    def _live(self, number: int) -> bool:
+        task = self.tasks.get(number)
+        return task is not None and not task.worker.cancelled
 
-    @Slot(object)
-    def _on_result(self, report: Report) -> None:
-        if not self._is_current():
+    def _on_progress(self, number: int, text: str) -> None:
+        if self._live(number):
+            self.tasks_view.set_step(number, text)
+            if number == self._current:
+                self.statusBar().showMessage(text)
+
+    def _on_result(self, number: int, report: Report) -> None:
+        if not self._live(number):
             return  # a cancelled or superseded verification
-        self._worker = None
+        task = self.tasks[number]
+        self.tasks_view.remove(number)
+        task_id = self._save(report, task.session)
+        if number != self._current:
+            self.statusBar().showMessage(f"{task.session.title}: {report.verdict.value} (saved to the history)",
+                                         8000)
+            return
+        self._current = None
+        self.task_id = task_id
         self._show_results(report)
         self._set_state("done")
         self.statusBar().showMessage(f"Verified in {sum(report.timings.values()) * 1000:.0f} ms", 8000)
         self.verificationSettled.emit()
 
-    @Slot(str)
-    def _on_error(self, message: str) -> None:
-        if not self._is_current():
+    def _on_error(self, number: int, message: str) -> None:
+        if not self._live(number):
             return
-        self._worker = None
+        self.tasks_view.remove(number)
+        if number != self._current:
+            self.statusBar().showMessage(f"{self.tasks[number].session.title}: {message}", 8000)
+            return
+        self._current = None
         self._show_results(None)
         self.banner.show_state("error", "ERROR", "The evidence could not be verified", message)
         self.message_bar.show_message("error", "The evidence could not be verified:", [message])
@@ -381,10 +541,23 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Verification failed to run", 8000)
         self.verificationSettled.emit()
 
-    @Slot()
-    def _on_finished(self) -> None:
-        sender = self.sender()
-        self._running = [w for w in self._running if w.signals is not sender]
+    def _on_finished(self, number: int) -> None:
+        self.tasks.pop(number, None)
+        self.tasks_view.remove(number)
+
+    def _save(self, report: Report, session: Session) -> int | None:
+        if self.store is None:
+            return None
+        try:
+            task_id = self.store.add(report, title=session.title, source=session.source,  # type: ignore[arg-type]
+                                     app_id=_app_id_of(report), domain=_domain_of(report))
+        except StoreError as exc:
+            self.message_bar.show_message("warn", "The result could not be saved in the history:", [exc.describe()])
+            return None
+        if self.history_view is not None:
+            self.history_view.refresh()
+        self.taskSaved.emit(task_id)
+        return task_id
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -392,9 +565,11 @@ class MainWindow(QMainWindow):
         self.stateChanged.emit(state)
 
     def _update_actions(self) -> None:
-        running = self._worker is not None
+        running = self._current is not None
         self.verify_action.setEnabled(self.session is not None)
         self.cancel_action.setEnabled(running)
+        self.export_action.setEnabled(self.report is not None)
+        self.compare_action.setEnabled(self.store is not None)
         self.progress.setVisible(running)
         self.cancel_button.setVisible(running)
 
@@ -403,7 +578,7 @@ class MainWindow(QMainWindow):
             self.offline_action.setChecked(offline)  # re-enters through toggled
             return
         self._update_status_labels()
-        if self.session is not None:
+        if self.session is not None and self.session.app_id is None and self.report is not None:
             self.verify()
 
     def _update_status_labels(self) -> None:
@@ -421,39 +596,182 @@ class MainWindow(QMainWindow):
         warn = "not Intel" in text
         self.anchor_label.setStyleSheet("color: #b45309; font-weight: bold;" if warn else "")
 
+    # ---- history --------------------------------------------------------------------------------------------
+    def _session_of_task(self, task_id: int, *, offline: bool) -> Session | None:
+        from dstack_verifier.report.export import recorded_anchor
+
+        assert self.store is not None
+        try:
+            record = self.store.get(task_id)
+            item = detect(record.report.to_json().encode(), f"history task #{task_id}")
+            anchor = recorded_anchor(record.report, self._custom_anchor, f"history task #{task_id}")
+        except InputError as exc:
+            self.message_bar.show_message("error", f"Task #{task_id} cannot be opened:", [exc.describe()])
+            return None
+        label = None if anchor.is_intel else "recorded root — not Intel"
+        return Session(items=[item], anchor=anchor, title=f"#{task_id} {record.title}",
+                       now=record.verified_at if offline else None, anchor_label=label, source="rerun")
+
+    @Slot(int)
+    def open_task(self, task_id: int) -> None:
+        """Show a saved verification as it was (Re-verify runs it again offline from its recorded evidence)."""
+        session = self._session_of_task(task_id, offline=True)
+        if session is None or self.store is None:
+            return
+        self.message_bar.hide()
+        self.session = session
+        self._current = None
+        self.task_id = task_id
+        self.setWindowTitle(f"dstack-inspector — {session.title}")
+        self._update_status_labels()
+        self._show_results(self.store.get(task_id).report)
+        self._set_state("done")
+
+    @Slot(int, bool)
+    def rerun_task(self, task_id: int, offline: bool) -> None:
+        session = self._session_of_task(task_id, offline=offline)
+        if session is not None:
+            if offline:
+                self.offline_action.setChecked(True)
+            self._start_session(session)
+
+    @Slot(int)
+    def delete_task(self, task_id: int) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.delete(task_id)
+        except StoreError as exc:
+            self.message_bar.show_message("error", "The task could not be deleted:", [exc.describe()])
+            return
+        if self.task_id == task_id:
+            self.task_id = None
+        if self.history_view is not None:
+            self.history_view.refresh()
+
+    def compare(self) -> None:
+        from .dialogs import CompareDialog
+
+        if self.store is None:
+            return
+        if self.store.count() < 2:
+            self.message_bar.show_message("info", "Compare needs two verifications in the history.")
+            return
+        self.compare_dialog = CompareDialog(self.store, self.task_id, self)
+        self.compare_dialog.show()
+
+    # ---- packs ------------------------------------------------------------------------------------------------
+    def _call(self, call, on_result, what: str) -> CallWorker:  # type: ignore[no-untyped-def]
+        worker = CallWorker(call)
+        worker.signals.result.connect(on_result)
+        worker.signals.error.connect(lambda message: self.message_bar.show_message("error", f"{what}:", [message]))
+        worker.signals.finished.connect(lambda: self._calls.remove(worker))
+        self._calls.append(worker)
+        self.statusBar().showMessage(f"{what}…")
+        self.pool.start(worker)
+        return worker
+
+    def signing_key_path(self) -> Path:
+        from ..report_cli import default_key_path
+
+        return Path(self.settings.signing_key_path) if self.settings.signing_key_path else default_key_path()
+
+    def choose_export(self) -> None:
+        if self.report is None:
+            return
+        name, _ = QFileDialog.getSaveFileName(self, "Export a signed evidence pack", "report.zip",
+                                              "Evidence packs (*.zip)")
+        if name:
+            self.export_pack(Path(name))
+
+    def export_pack(self, out: Path) -> CallWorker | None:
+        from dstack_verifier.report.export import export_pack
+        from dstack_verifier.report.keys import load_or_create_signing_key
+
+        from ..report_pdf import html_to_pdf
+
+        report, session, key_path = self.report, self.session, self.signing_key_path()
+        if report is None:
+            return None
+        anchor = session.anchor if session is not None else None
+        title = session.title if session is not None else "report"
+
+        def run() -> object:
+            key = load_or_create_signing_key(key_path)
+            return export_pack(report, out, key, anchor=anchor, pdf=html_to_pdf, source=title)
+
+        def done(summary: object) -> None:
+            fingerprint = getattr(summary, "fingerprint", "")
+            self.statusBar().showMessage(f"Exported {out} (signed by {fingerprint})", 10000)
+
+        return self._call(run, done, "Exporting the evidence pack")
+
+    def choose_pack(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(self, "Open an evidence pack", "", "Evidence packs (*.zip)")
+        if name:
+            self.open_pack(Path(name))
+
+    def open_pack(self, path: Path) -> bool:
+        from dstack_verifier.report.verify_pack import verify_pack
+
+        images = ImageOptions(cache_dir=cache_dir())
+        self._call(lambda: verify_pack(path, images=images), self._on_pack, f"Verifying the pack {path.name}")
+        return True
+
+    def _on_pack(self, result: object) -> None:
+        from dstack_verifier.report.verify_pack import PackVerification
+
+        from .dialogs import PackResultDialog
+
+        assert isinstance(result, PackVerification)
+        self.last_pack = result
+        shown = result.rerun or result.report
+        if shown is not None:
+            anchor = load_anchor(None)
+            session = Session(items=[detect(shown.to_json().encode(), Path(result.path).name)], anchor=anchor,
+                              title=f"pack {Path(result.path).name}", now=shown.verified_at, source="pack")
+            self.session = session
+            self.task_id = self._save(shown, session)
+            self._show_results(shown)
+            self._set_state("done")
+        self.pack_dialog = PackResultDialog(result, self)
+        self.pack_dialog.show()
+        self.statusBar().showMessage("The pack verifies" if result.ok else "The pack does NOT verify", 10000)
+
+    # ---- settings -----------------------------------------------------------------------------------------------
+    def show_settings(self) -> None:
+        from .settings_dialog import SettingsDialog
+
+        self.settings_dialog = SettingsDialog(self.settings, self)
+        self.settings_dialog.saved.connect(self.apply_settings)
+        self.settings_dialog.show()
+
+    def apply_settings(self, settings: UserSettings) -> None:
+        from .theme import apply_theme
+
+        self.settings = settings
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            apply_theme(app, settings.theme)
+        self.offline_action.setChecked(settings.offline)
+        self._fill_recent()
+
     # ---- rendering ------------------------------------------------------------------------------------------
     def _show_results(self, report: Report | None) -> None:
         self.report = report
         session = self.session
         self.banner.set_badge(session.anchor_label if session is not None else None)
-        self.details_pane.clear()
+        self.view.show_report(report)
+        self._update_actions()
         if report is None:
-            self.checks_pane.clear()
-            self.quote_pane.clear()
-            self.tcb_tree.clear()
-            self.inputs_table.set_inputs(None)
             self.findings_badge.set_counts(None)
             return
-        self.checks_pane.set_checks(report.checks)
-        app = report.entities.get("app", {})
-        raw = quote_bytes_of(report)
-        if raw is not None and app.get("quote_layout"):
-            self.quote_pane.set_quote(raw, app["quote_layout"], app.get("quote") or {})
-        else:
-            self.quote_pane.clear()
-        sections: list[tuple[str, Any]] = [("TCB", app.get("tcb") or {}), ("PCK certificate", app.get("pck") or {})]
-        sections += [("Trust anchor", report.policy.get("trust_anchor", {})),
-                     ("Policy", {k: v for k, v in report.policy.items() if k != "trust_anchor"}),
-                     ("Timings (s)", {k: round(v, 4) for k, v in report.timings.items()})]
-        self.tcb_tree.set_data(sections, expand_depth=0)
-        self.inputs_table.set_inputs(report)
         counts = count_statuses(report.checks)
         self.findings_badge.set_counts(counts)
         self._show_verdict(report, counts)
-        first = next((c for c in report.checks if c.status in FINDING_STATUSES), None) or \
-            (report.checks[0] if report.checks else None)
-        if first is not None:
-            self.checks_pane.select_check(first.id)
+
+    def select_object(self, object_id: str) -> None:
+        self.view.select_object(object_id)
 
     def _show_verdict(self, report: Report, counts: dict[str, int]) -> None:
         total = len(report.checks)
@@ -470,12 +788,15 @@ class MainWindow(QMainWindow):
         else:
             n = counts[CheckStatus.ERROR] + counts[CheckStatus.SKIP]
             headline = f"Incomplete: nothing failed, but {n} of {total} checks could not run"
-        app = report.entities.get("app", {})
-        quote = app.get("quote") or {}
+        entities = [e for e in ("app", "kms", "gateway") if e in report.entities]
         parts = []
+        if len(entities) > 1:
+            parts.append(" + ".join(e.upper() if e == "kms" else e.capitalize() for e in entities))
+        first = report.entities.get(entities[0], {}) if entities else {}
+        quote = first.get("quote") or {}
         if quote:
             parts.append(f"{quote.get('tee_type', '?')} quote v{quote.get('version', '?')}")
-        tcb = (app.get("tcb") or {}).get("status")
+        tcb = (first.get("tcb") or {}).get("status")
         if tcb:
             parts.append(f"TCB {tcb}")
         parts.append(f"at {format_time(report.verified_at)}")
@@ -484,15 +805,6 @@ class MainWindow(QMainWindow):
         cn = next((p[3:] for p in subject.split(",") if p.startswith("CN=")), subject)
         parts.append(f"trust anchor: {cn}" + ("" if anchor.get("intel") else " (caller-supplied)"))
         self.banner.show_state(report.verdict.value, report.verdict.value.upper(), headline, " · ".join(parts))
-
-    def _show_check(self, check: Check) -> None:
-        name = CHECK_FIELDS.get(check.id)
-        span = self.quote_pane.span_of(name) if name else None
-        self.details_pane.show_check(check, span)
-
-    def _reveal_field(self, name: str) -> None:
-        self.bottom_tabs.setCurrentWidget(self.quote_pane)
-        self.quote_pane.select_field(name)
 
     # ---- about and shutdown -------------------------------------------------------------------------------------
     def about_text(self) -> str:
@@ -508,6 +820,7 @@ class MainWindow(QMainWindow):
         else:
             label = s.anchor_label if s is not None and s.anchor_label else "not Intel"
             lines.append(f"  {label}: a result resting on this root proves nothing about genuine Intel hardware.")
+        lines += ["", f"Signing key for exported reports: {self.signing_key_path()}"]
         return "\n".join(lines)
 
     def show_about(self) -> None:
@@ -517,9 +830,10 @@ class MainWindow(QMainWindow):
         box.open()
 
     def closeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
-        for worker in self._running:
-            worker.cancel()
-        self._worker = None
-        self.pool.waitForDone(3000)
+        for task in self.tasks.values():
+            task.worker.cancel()
+        self._current = None
+        self.pool.waitForDone(5000)
+        if self.store is not None:
+            self.store.close()
         super().closeEvent(event)
-

@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..model import Report
 from ..quote.verify import TrustAnchor
 from ..resources import INTEL_ROOT_CA_SHA256, resource_path
+from ..verification import load_anchor
 from .dsse import sign_envelope
 from .html import render_html
 from .keys import fingerprint, key_id, public_pem
@@ -109,15 +110,15 @@ def _file_name(input_name: str) -> str:
     return _UNSAFE_CHARS.sub("_", base)[-60:].strip("._") or "input"
 
 
-def _pack_anchor(report: Report, given: TrustAnchor | None, members: dict[str, bytes], source: str) -> AnchorInfo:
-    """The report's trust anchor; a root other than Intel's travels in the pack so the re-run can use it."""
+def recorded_anchor(report: Report, given: TrustAnchor | None = None, source: str = REPORT_FILE) -> TrustAnchor:
+    """The trust anchor a report was verified with: Intel's, the demo's, or `given` when its digest matches.
+    InputError when the report names another root (its bytes are not in the report)."""
     recorded = report.policy.get("trust_anchor")
     sha = recorded.get("sha256") if isinstance(recorded, dict) else None
     if not isinstance(sha, str):
         raise InputError("the report names no trust anchor", source=source, field="policy.trust_anchor.sha256")
-    subject_name = str(recorded.get("subject", "")) if isinstance(recorded, dict) else ""
     if sha == INTEL_ROOT_CA_SHA256:
-        return AnchorInfo(sha256=sha, subject=subject_name, intel=True, file=None)
+        return load_anchor(None)
     candidates = [given] if given is not None else []
     candidates.append(TrustAnchor.from_der(resource_path("demo", DEMO_ANCHOR).read_bytes(), f"demo/{DEMO_ANCHOR}"))
     found = next((a for a in candidates if a.sha256 == sha), None)
@@ -125,5 +126,14 @@ def _pack_anchor(report: Report, given: TrustAnchor | None, members: dict[str, b
         raise InputError(f"the report was verified with the root CA sha256 {sha}, which is neither Intel's nor the "
                          "demo's: give that root (--root-ca FILE)", source=source,
                          field="policy.trust_anchor.sha256")
-    members[ANCHOR_FILE] = found.der
-    return AnchorInfo(sha256=sha, subject=subject_name, intel=False, file=ANCHOR_FILE)
+    return found
+
+
+def _pack_anchor(report: Report, given: TrustAnchor | None, members: dict[str, bytes], source: str) -> AnchorInfo:
+    """The report's trust anchor; a root other than Intel's travels in the pack so the re-run can use it."""
+    anchor = recorded_anchor(report, given, source)
+    subject_name = str(report.policy["trust_anchor"].get("subject", ""))
+    if anchor.is_intel:
+        return AnchorInfo(sha256=anchor.sha256, subject=subject_name, intel=True, file=None)
+    members[ANCHOR_FILE] = anchor.der
+    return AnchorInfo(sha256=anchor.sha256, subject=subject_name, intel=False, file=ANCHOR_FILE)

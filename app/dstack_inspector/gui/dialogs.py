@@ -1,0 +1,168 @@
+"""The window's dialogs: verify an app by id, compare two tasks of the history, the result of a pack's verification."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dstack_verifier.report.verify_pack import PackVerification
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..store import TaskStore, TaskSummary
+from .compare_view import CompareView
+from .vocabulary import fixed_font, format_time
+
+
+@dataclass
+class AppRequest:
+    app_id: str
+    domain: str | None
+    ct_log: bool
+
+
+class VerifyAppDialog(QDialog):
+    """App id (hex, 0x optional) and, optionally, the gateway's base domain; the Cloud API is the settings' one."""
+
+    def __init__(self, cloud_url: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Verify an app by its id")
+        self.app_id = QLineEdit()
+        self.app_id.setPlaceholderText("e.g. 0x1234…abcd (20 bytes, hex)")
+        self.domain = QLineEdit()
+        self.domain.setPlaceholderText("default: from the gateway URL")
+        self.ct_log = QCheckBox("Scan the certificate transparency log (slow)")
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #c62828;")
+        self.error.hide()
+        form = QFormLayout()
+        form.addRow("App id", self.app_id)
+        form.addRow("Gateway domain", self.domain)
+        form.addRow("", self.ct_log)
+        form.addRow("Phala Cloud API", QLabel(cloud_url))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+
+    def request(self) -> AppRequest | None:
+        """The request, or None with the problem shown (the dialog then stays open)."""
+        text = self.app_id.text().strip().lower().removeprefix("0x")
+        if not text or len(text) > 128 or any(c not in "0123456789abcdef" for c in text):
+            self.error.setText("The app id must be hex (20 bytes, 0x optional).")
+            self.error.show()
+            return None
+        domain = self.domain.text().strip().rstrip(".").lower() or None
+        return AppRequest(app_id=text, domain=domain, ct_log=self.ct_log.isChecked())
+
+    def accept(self) -> None:
+        if self.request() is not None:
+            super().accept()
+
+
+def _task_label(task: TaskSummary) -> str:
+    return f"#{task.id}  {task.verdict.upper():<10}  {task.title}  ({format_time(task.created_at)})"
+
+
+class CompareDialog(QDialog):
+    """Two tasks of the history side by side: measurements, compose hash, TCB status and checks that changed."""
+
+    def __init__(self, store: TaskStore, first: int | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Compare two verifications")
+        self.store = store
+        self.tasks = store.search(limit=500)
+        self.a, self.b = QComboBox(), QComboBox()
+        for combo in (self.a, self.b):
+            for task in self.tasks:
+                combo.addItem(_task_label(task), task.id)
+            combo.currentIndexChanged.connect(self._update)
+        ids = [t.id for t in self.tasks]
+        if first in ids:
+            self.a.setCurrentIndex(ids.index(first))
+        if len(ids) > 1:
+            self.b.setCurrentIndex(1 if self.a.currentIndex() != 1 else 0)
+        self.view = CompareView()
+        pick = QHBoxLayout()
+        pick.addWidget(QLabel("A"))
+        pick.addWidget(self.a, 1)
+        pick.addWidget(QLabel("B"))
+        pick.addWidget(self.b, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(pick)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(buttons)
+        self.resize(1100, 700)
+        self._update()
+
+    def select(self, a: int, b: int) -> None:
+        ids = [t.id for t in self.tasks]
+        self.a.setCurrentIndex(ids.index(a))
+        self.b.setCurrentIndex(ids.index(b))
+
+    def _update(self) -> None:
+        a, b = self.a.currentData(), self.b.currentData()
+        if a is None or b is None:
+            self.view.set_reports(None, None)
+            return
+        ra, rb = self.store.get(a), self.store.get(b)
+        self.view.set_reports(ra.report, rb.report, f"#{a} {ra.title}", f"#{b} {rb.title}")
+
+
+def describe_pack(result: PackVerification) -> str:
+    """The pack's verification as text a reviewer reads top-down: verdict, key, anchor, problems, differences."""
+    lines = [("PACK VERIFIED" if result.ok else "PACK DOES NOT VERIFY") + f": {result.path}", ""]
+    if result.fingerprint:
+        lines.append(f"signing key: {result.fingerprint} ({result.key_source})")
+    if result.key_note:
+        lines.append(result.key_note)
+    if result.anchor_note:
+        lines.append(result.anchor_note)
+    if result.report is not None:
+        lines.append(f"recorded verdict: {result.report.verdict.value} at {format_time(result.report.verified_at)}")
+    if result.rerun is not None:
+        lines.append(f"re-run verdict:   {result.rerun.verdict.value}")
+    if result.problems:
+        lines += ["", "Problems:"] + [f"  - {p.message}" for p in result.problems]
+    if result.differences:
+        lines += ["", "Differences between the signed checks and the re-run:"]
+        lines += [f"  - {d.entity} {d.id}: signed {d.signed or '(absent)'}, re-run {d.rerun or '(absent)'}"
+                  for d in result.differences]
+    return "\n".join(lines)
+
+
+class PackResultDialog(QDialog):
+    def __init__(self, result: PackVerification, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Evidence pack " + ("verified" if result.ok else "does NOT verify"))
+        self.text = QPlainTextEdit(describe_pack(result))
+        self.text.setReadOnly(True)
+        self.text.setFont(fixed_font())
+        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        headline = QLabel("The pack verifies: signature, digests and an offline re-run agree." if result.ok else
+                          "The pack does not verify — see the problems below.")
+        headline.setStyleSheet(f"font-weight: bold; color: {'#2e7d32' if result.ok else '#c62828'};")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(headline)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(buttons)
+        self.resize(760, 460)
+        self.setWindowModality(Qt.WindowModality.WindowModal)

@@ -1,0 +1,243 @@
+"""The main window's flows beyond one verification: the history (saved, opened, re-run, deleted, compared), several
+verifications at once, the trust graph's drill-down, pasting a quote, an app fetched by id from loopback servers,
+exporting a signed pack and opening one, and the settings."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from dstack_inspector import workers
+from dstack_inspector.gui.main_window import MainWindow
+from dstack_inspector.settings import UserSettings
+from dstack_verifier.demo import load_demo
+from dstack_verifier.model import Report
+from dstack_verifier.synth import make_evidence
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+
+WAIT_MS = 20_000
+
+
+def settle(qtbot, window: MainWindow) -> Report:
+    qtbot.waitUntil(lambda: window.state in ("done", "error", "cancelled") and not window.is_busy(),
+                    timeout=WAIT_MS)
+    assert window.report is not None, window.message_bar.text()
+    return window.report
+
+
+def test_a_verification_is_saved_and_reopened_from_the_history(window, qtbot):
+    with qtbot.waitSignal(window.taskSaved, timeout=WAIT_MS) as saved:
+        window.load_demo()
+    task_id = saved.args[0]
+    report = settle(qtbot, window)
+    assert window.task_id == task_id and window.store is not None
+    assert window.history_view is not None and window.history_view.model.total() == 1
+    stored = window.store.get(task_id)
+    assert stored.verdict == report.verdict.value and stored.source == "demo"
+
+    window.load_demo()  # a second run of the same evidence, saved apart
+    settle(qtbot, window)
+    assert window.store.count() == 2
+    window.open_task(task_id)  # shown as it was, without verifying again
+    assert window.task_id == task_id and not window.is_busy()
+    assert window.report is not None and window.report.verified_at == report.verified_at
+    assert [c.id for c in window.report.checks] == [c.id for c in report.checks]
+
+
+def test_rerun_offline_from_the_recorded_evidence_and_delete(window, qtbot):
+    with qtbot.waitSignal(window.taskSaved, timeout=WAIT_MS) as saved:
+        window.load_demo()
+    first = settle(qtbot, window)
+    with qtbot.waitSignal(window.taskSaved, timeout=WAIT_MS) as again:
+        window.rerun_task(saved.args[0], True)
+    rerun = settle(qtbot, window)
+    assert window.store.get(again.args[0]).source == "rerun"
+    assert [(c.entity, c.id, c.status) for c in rerun.checks] == [(c.entity, c.id, c.status) for c in first.checks]
+    window.delete_task(again.args[0])
+    assert window.store.count() == 1 and window.task_id is None
+
+
+def test_two_verifications_run_at_once_and_both_are_saved(window, qtbot, monkeypatch, tmp_path):
+    gate, started = threading.Event(), threading.Event()
+    real = workers.verify_evidence
+
+    def first_slow(items, *args, **kwargs):
+        if any(e.kind == "cloud-attestations" for e in items) and not started.is_set():
+            started.set()
+            gate.wait(10)
+        return real(items, *args, **kwargs)
+
+    monkeypatch.setattr(workers, "verify_evidence", first_slow)
+    window.load_demo()
+    assert started.wait(5)
+    assert window.tasks_view.numbers() == [1]
+    ev = make_evidence(seed="second", now=1_750_000_000)
+    quote = tmp_path / "q.bin"
+    quote.write_bytes(ev.quote)
+    window.open_paths([quote])  # another session: the demo goes on in the background
+    assert sorted(window.tasks_view.numbers()) == [1, 2]
+    qtbot.waitUntil(lambda: window.tasks_view.numbers() == [1], timeout=WAIT_MS)
+    assert window.report is not None and window.state == "done"
+    gate.set()
+    qtbot.waitUntil(lambda: window.store.count() == 2, timeout=WAIT_MS)
+    assert window.tasks_view.numbers() == []
+    assert window.report is not None and window.report.entities.keys() == {"app"}  # the shown one stays
+
+
+def test_cancelling_a_background_verification_keeps_the_shown_one(window, qtbot, monkeypatch, tmp_path):
+    gate, started = threading.Event(), threading.Event()
+    real = workers.verify_evidence
+
+    def demo_blocks(items, *args, **kwargs):
+        if any(e.kind == "cloud-attestations" for e in items):
+            started.set()
+            gate.wait(10)
+        return real(items, *args, **kwargs)
+
+    monkeypatch.setattr(workers, "verify_evidence", demo_blocks)
+    window.load_demo()
+    assert started.wait(5)
+    ev = make_evidence(seed="other", now=1_750_000_000)
+    quote = tmp_path / "q.bin"
+    quote.write_bytes(ev.quote)
+    window.open_paths([quote])
+    qtbot.waitUntil(lambda: window.tasks_view.numbers() == [1], timeout=WAIT_MS)
+    shown = window.report
+    window.cancel_task(1)
+    assert window.tasks_view.numbers() == [] and window.report is shown and window.state == "done"
+    gate.set()
+    window.pool.waitForDone(5000)
+    qtbot.wait(100)
+    assert window.store.count() == 1  # the cancelled one is not saved
+
+
+def test_graph_node_opens_its_object_and_switches_the_entity(window, qtbot):
+    window.load_demo()
+    report = settle(qtbot, window)
+    ids = {o.id for o in report.data_objects}
+    assert {"app-quote", "kms-quote", "gateway-quote"} <= ids
+    assert window.graph.select_node("kms-quote")
+    obj = window.object_pane.object
+    assert obj is not None and obj.id == "kms-quote"
+    assert window.view.entity == "kms"
+    assert window.view.entity_combo.currentData() == "kms"
+    rows = window.object_pane.checks.topLevelItemCount()
+    assert rows == len([i for i in obj.check_ids])
+    # The KMS's quote is the one in the quote pane now, and a check opened from the object is the KMS's.
+    assert window.quote_pane.hex.data()[:2] in (b"\x04\x00", b"\x05\x00")
+    first = window.object_pane.checks.topLevelItem(0)
+    window.object_pane.checks.itemDoubleClicked.emit(first, 0)
+    assert window.bottom_tabs.currentWidget() is window.view.checks_splitter
+    key = window.checks_pane.proxy.data(window.checks_pane.view.currentIndex().siblingAtColumn(0),
+                                        Qt.ItemDataRole.UserRole + 4)
+    assert key == f"kms/{first.text(0)}"
+
+
+def test_paste_a_quote_from_the_clipboard(window, qtbot):
+    ev = make_evidence(seed="paste", now=1_750_000_000)
+    QGuiApplication.clipboard().setText("0x" + ev.quote.hex())
+    assert window.paste_quote()
+    report = settle(qtbot, window)
+    assert report.inputs[0].name == "pasted from the clipboard"
+    QGuiApplication.clipboard().setText("not a quote at all")
+    assert not window.paste_quote()
+    assert "not evidence" in window.message_bar.text()
+
+
+def test_export_a_signed_pack_then_open_it(window, qtbot, tmp_path):
+    window.load_demo()
+    report = settle(qtbot, window)
+    out = tmp_path / "demo-pack.zip"
+    worker = window.export_pack(out)
+    assert worker is not None
+    qtbot.waitUntil(lambda: out.exists() and not window._calls, timeout=WAIT_MS)
+    assert (Path(window.signing_key_path()).stat().st_mode & 0o777) == 0o600
+    count = window.store.count()
+    assert window.open_paths([out])  # a pack dropped or opened is verified as a pack
+    qtbot.waitUntil(lambda: getattr(window, "last_pack", None) is not None, timeout=WAIT_MS)
+    result = window.last_pack
+    assert result.ok, [p.message for p in result.problems]
+    assert window.pack_dialog.isVisible() and "PACK VERIFIED" in window.pack_dialog.text.toPlainText()
+    assert window.store.count() == count + 1
+    assert [c.status for c in window.report.checks] == [c.status for c in report.checks]
+
+
+def test_a_tampered_pack_says_so(window, qtbot, tmp_path):
+    import zipfile
+
+    window.load_demo()
+    settle(qtbot, window)
+    out = tmp_path / "pack.zip"
+    window.export_pack(out)
+    qtbot.waitUntil(lambda: out.exists() and not window._calls, timeout=WAIT_MS)
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(out) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "report.json":
+                data = data.replace(b'"verdict": "pass"', b'"verdict": "fail"')
+            dst.writestr(info, data)
+    window.open_pack(tampered)
+    qtbot.waitUntil(lambda: getattr(window, "last_pack", None) is not None, timeout=WAIT_MS)
+    assert not window.last_pack.ok
+    assert "DOES NOT VERIFY" in window.pack_dialog.text.toPlainText()
+
+
+def test_compare_two_tasks(window, qtbot, tmp_path):
+    window.load_demo()
+    settle(qtbot, window)
+    ev = make_evidence(seed="compare", now=1_750_000_000)
+    quote = tmp_path / "q.bin"
+    quote.write_bytes(ev.quote)
+    window.open_paths([quote])
+    settle(qtbot, window)
+    window.compare()
+    dialog = window.compare_dialog
+    assert dialog.isVisible() and dialog.a.count() == 2
+    assert dialog.a.currentData() == window.task_id and dialog.b.currentData() != window.task_id
+    assert dialog.view.comparison is not None and dialog.view.comparison.differences > 0
+
+
+def test_verify_an_app_by_id_from_loopback_servers(qtbot, tmp_path, monkeypatch):
+    from tests.support.cloud_server import Dataset1, DstackServer
+
+    dataset = Dataset1.load()
+    with DstackServer(dataset) as server:
+        settings = UserSettings(cloud_api_url=server.cloud_base_url, pccs_url=server.url, offline=False)
+        win = MainWindow(settings=settings)
+        qtbot.addWidget(win)
+        win.show()
+        assert win.open_app(dataset.app_id)
+        report = settle(qtbot, win)
+        assert set(report.entities) == {"app", "kms", "gateway"}
+        assert win.store.get(win.task_id).source == "online"
+        assert win.store.get(win.task_id).app_id == dataset.app_id
+        win.offline_action.setChecked(True)
+        assert not win.open_app(dataset.app_id)
+        assert "needs the network" in win.message_bar.text()
+        win.close()
+
+
+def test_settings_apply_and_persist(window, qtbot, tmp_path):
+    from dstack_inspector.settings import load_settings
+
+    window.show_settings()
+    dialog = window.settings_dialog
+    new = window.settings.model_copy(update={"theme": "dark", "offline": True})
+    dialog.saved.emit(new)
+    assert window.settings.theme == "dark" and window.offline_action.isChecked()
+    window.open_paths([Path(p) for p in _demo_paths(tmp_path)[:1]])
+    assert load_settings()[0].recent_files[:1] == [str(_demo_paths(tmp_path)[0].resolve())]
+    assert window.recent_menu.actions()[0].text() == str(_demo_paths(tmp_path)[0].resolve())
+
+
+def _demo_paths(tmp_path: Path) -> list[Path]:
+    demo = load_demo()
+    paths = []
+    for item in demo.items:
+        path = tmp_path / Path(item.name).name
+        if not path.exists():
+            path.write_bytes(item.data)
+        paths.append(path)
+    return paths
