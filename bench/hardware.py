@@ -3,7 +3,8 @@
 Prints per-quote times and ratios:
   * dcap-qvl `verify_with_root_ca` (Rust),
   * our own steps with no reuse (every quote re-verifies the collateral),
-  * our own steps when many quotes share one collateral (verified collateral reused via CollateralMemo).
+  * our own steps when many quotes share one collateral (verified collateral reused via CollateralMemo),
+  * the floor under a cold run of ours: the nine ECDSA-P256 verifications it needs, alone, through OpenSSL.
 Uses the real sample quote when ../shared/fixtures is present, otherwise synthetic evidence.
 Run: .venv/bin/python bench/hardware.py [--rounds N]
 """
@@ -18,6 +19,8 @@ import time
 from pathlib import Path
 
 import dcap_qvl
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from dstack_verifier.quote.chain import clear_caches
 from dstack_verifier.quote.collateral import Collateral
 from dstack_verifier.quote.structure import parse_quote
@@ -38,12 +41,34 @@ def load_case() -> tuple[str, bytes, dict, bytes, int]:
 
 
 def timed(fn, rounds: int) -> list[float]:  # type: ignore[no-untyped-def]
-    out = []
+    return interleaved([fn], rounds)[0]
+
+
+def interleaved(fns: list, rounds: int) -> list[list[float]]:  # type: ignore[type-arg]
+    """Samples of each function, taken in turns: a change of machine load over the run (other processes on a
+    shared machine) then weighs on every figure alike instead of skewing the ratios."""
+    out: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
+        for fn, samples in zip(fns, out, strict=True):
+            t = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t)
     return out
+
+
+# A cold quote needs nine signatures checked: PCK leaf, PCK CA and TCB signing certificates, root and PCK CRLs, TCB
+# Info, QE Identity, QE report and the quote itself.
+ECDSA_PER_QUOTE = 9
+
+
+def ecdsa_floor() -> None:
+    """Nine ECDSA-P256 verifications of a certificate-sized message with one key (OpenSSL through cryptography)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    message = bytes(600)
+    signature = key.sign(message, ec.ECDSA(hashes.SHA256()))
+    public, algorithm = key.public_key(), ec.ECDSA(hashes.SHA256())
+    for _ in range(ECDSA_PER_QUOTE):
+        public.verify(signature, message, algorithm)
 
 
 def ms(samples: list[float]) -> str:
@@ -74,18 +99,17 @@ def main() -> int:
         r = verify_quote(raw, collateral=collateral, anchor=anchor, now=now, reference=False, memo=memo)
         assert r.dcap_valid
 
-    for fn in (reference, ours_cold, ours_shared):  # warm-up
+    for fn in (reference, ours_cold, ours_shared, ecdsa_floor):  # warm-up
         timed(fn, 5)
-    ref = timed(reference, args.rounds)
-    cold = timed(ours_cold, args.rounds)
-    shared = timed(ours_shared, args.rounds)
+    ref, cold, shared, floor = interleaved([reference, ours_cold, ours_shared, ecdsa_floor], args.rounds)
     parse_ours = timed(lambda: parse_quote(raw), args.rounds)
     parse_ref = timed(lambda: dcap_qvl.parse_quote(raw), args.rounds)
-    r_ref, r_cold, r_shared = (statistics.median(x) for x in (ref, cold, shared))
+    r_ref, r_cold, r_shared, r_floor = (statistics.median(x) for x in (ref, cold, shared, floor))
     print(f"case: {name}, {len(raw)} bytes, {args.rounds} rounds, dcap-qvl {dcap_qvl.__version__}")
     print(f"  dcap-qvl verify_with_root_ca        {ms(ref)}")
     print(f"  ours, collateral verified per quote {ms(cold)}   ratio {r_cold / r_ref:.2f}x dcap-qvl")
     print(f"  ours, collateral shared (memo)      {ms(shared)}   ratio {r_shared / r_ref:.2f}x dcap-qvl")
+    print(f"  {ECDSA_PER_QUOTE} ECDSA-P256 verifies alone          {ms(floor)}   ratio {r_floor / r_ref:.2f}x dcap-qvl")
     print(f"  parse: ours {ms(parse_ours)}, dcap-qvl {ms(parse_ref)}")
     print(f"  quotes/s sharing one collateral: ours {1 / r_shared:,.0f}, dcap-qvl {1 / r_ref:,.0f}")
     return 0

@@ -1,8 +1,20 @@
-"""Write the demo evidence pack (resources/demo/): one synthetic dstack app, complete, whose every check passes.
+"""Write the demo evidence pack (resources/demo/): one synthetic dstack deployment — the app, its KMS and its
+gateway — whose every check that the evidence allows passes.
 
     .venv/bin/python packaging/make_demo.py [OUT_DIR]      (default: resources/demo beside this folder)
 
-The app "demo-app" as a dstack guest would present it:
+The three entities as the Trust Center's sources present them:
+  * cloud-attestations.json  a Phala Cloud attestations answer: the app's running instance (quote, event log and
+                     app-compose in tcb_info), kms_info (KMS ≥ 0.5.3, the gateway's app id and URL), and the KMS's and
+                     the gateway's guest-agent info (quote in app_certificates, event log, app-compose, vm_config with
+                     the TDX-lite material); the app and the gateway take their keys from the demo KMS (its CA key),
+                     the KMS from the local SGX key provider;
+  * acme-info.json   the gateway's /.dstack/acme-info: its ACME account bound to its quote (the same quote as in its
+                     guest-agent info), a TLS key bound by a second quote of the same TD, and the wildcard certificate
+                     for the base domain on that key, from a demo web root (demo_web_root.pem, the TLS trust store);
+  * app-info.json    the app's guest agent /prpc/Info: its vm_config (the TDX-lite material) and RA-TLS chain, which
+                     the Cloud answer does not carry;
+And the app alone as its own guest agent serves it:
   * getquote.json    the guest agent's GetQuote answer: a TDX quote v4, the event log (firmware events of RTMR0-2,
                      then the dstack runtime events of RTMR3), report_data and vm_config, which carries the OS
                      image's TDX-lite material (its sha256sum.txt and measurement.tdx.cbor, spec §10);
@@ -34,6 +46,8 @@ import base64
 import hashlib
 import json
 import sys
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +56,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from dstack_verifier.demo import DEMO_ANCHOR, DEMO_EVIDENCE, DEMO_FILES, DEMO_LABEL, DEMO_SCHEMA
+from dstack_verifier.demo import (
+    DEMO_ANCHOR,
+    DEMO_APP_EVIDENCE,
+    DEMO_EVIDENCE,
+    DEMO_FILES,
+    DEMO_LABEL,
+    DEMO_SCHEMA,
+    DEMO_WEB_ROOT,
+)
+from dstack_verifier.domain import zt_cert_report_data
 from dstack_verifier.measure.kernel import rtmr1_events
 from dstack_verifier.measure.lite import MEASUREMENT_FILENAME
 from dstack_verifier.measure.model import ExpectedEvent, Register
@@ -57,6 +80,7 @@ from dstack_verifier.measure.rtmr0 import (
 from dstack_verifier.measure.rtmr2 import rtmr2_events_from_digests
 from dstack_verifier.measure.tdhob import TdHobLayout, encode_witness, td_hob_digest
 from dstack_verifier.measure.tdvf import MRTD_VARIANTS, qemu_options
+from dstack_verifier.ratls import acme_report_data, decode_ratls
 from dstack_verifier.synth import PkiOptions, derive_private_key, make_evidence
 from dstack_verifier.synth.der import octet_string
 
@@ -81,6 +105,15 @@ OID_RATLS_APP_ID = "1.3.6.1.4.1.62397.1.3"
 OID_RATLS_USAGE = "1.3.6.1.4.1.62397.1.4"
 RATLS_ORG = "dstack-inspector demo (synthetic, not a real KMS)"
 APP_DOMAIN = "demo-app.dstack.example"
+# The deployment's public names: the reserved .invalid TLD, so that nothing here can ever resolve.
+BASE_DOMAIN = "demo.dstack.invalid"
+GATEWAY_URL = f"https://gateway.{BASE_DOMAIN}"
+KMS_URL = f"https://kms.{BASE_DOMAIN}"
+ACME_ACCOUNT_URI = f"https://acme.{BASE_DOMAIN}/acme/acct/1"
+KMS_VERSION = f"v0.5.3 (git:{hashlib.sha256(f'{SEED}/kms-git'.encode()).hexdigest()[:20]})"
+IMAGE_VERSION = "dstack-0.6.0"
+WEB_ORG = "dstack-inspector demo web PKI (not a public CA)"
+WEB_ROOT_CN = "Demo Web Root — not a public CA"
 
 # The firmware part of the log, in the order OVMF/TDVF and the kernel's EFI stub measure it (the interleaving of a
 # real dstack boot, as in the lite GetQuote fixture): (register, index of the event within that register). RTMR0's
@@ -126,26 +159,47 @@ DOCKER_COMPOSE = (
     "    restart: always\n"
 )
 
-# The app-compose of the demo app, as the deployer wrote it: its exact bytes are hashed into the compose hash.
-DEMO_COMPOSE: bytes = json.dumps(
-    {
-        "manifest_version": 2,
-        "name": "demo-app",
-        "runner": "docker-compose",
-        "docker_compose_file": DOCKER_COMPOSE,
-        "kms_enabled": True,
-        "gateway_enabled": True,
-        "local_key_provider_enabled": False,
-        "key_provider_id": "",
-        "public_logs": True,
-        "public_sysinfo": True,
-        "public_tcbinfo": True,
-        "allowed_envs": ["WELCOME_MESSAGE"],
-        "no_instance_id": False,
-        "secure_time": False,
-    },
-    indent=2,
-).encode()
+
+def _service(name: str, image: str, environment: tuple[str, ...]) -> str:
+    """A one-service docker-compose file whose image is pinned by a seed-derived digest."""
+    digest = hashlib.sha256(f"{SEED}/{image}-image".encode()).hexdigest()
+    env = "".join(f"      - {var}=${{{var}}}\n" for var in environment)
+    return (f"services:\n  {name}:\n    image: {image}@sha256:{digest}\n    environment:\n{env}"
+            "    volumes:\n      - /var/run/dstack.sock:/var/run/dstack.sock\n    restart: always\n")
+
+
+def app_compose(name: str, docker_compose: str, *, kms: bool, gateway: bool, allowed_envs: list[str],
+                no_instance_id: bool = False) -> bytes:
+    """An app-compose as a deployer writes it: its exact bytes are hashed into the compose hash. Without the KMS
+    the TD takes its keys from the local (SGX) key provider, as dstack's KMS itself does."""
+    return json.dumps(
+        {
+            "manifest_version": 2,
+            "name": name,
+            "runner": "docker-compose",
+            "docker_compose_file": docker_compose,
+            "kms_enabled": kms,
+            "gateway_enabled": gateway,
+            "local_key_provider_enabled": not kms,
+            "key_provider_id": "",
+            "public_logs": True,
+            "public_sysinfo": True,
+            "public_tcbinfo": True,
+            "allowed_envs": allowed_envs,
+            "no_instance_id": no_instance_id,
+            "secure_time": False,
+        },
+        indent=2,
+    ).encode()
+
+
+# The three entities' app-composes: the app, the KMS that gives the app and the gateway their keys, the gateway that
+# routes the app's domain.
+DEMO_COMPOSE = app_compose("demo-app", DOCKER_COMPOSE, kms=True, gateway=True, allowed_envs=["WELCOME_MESSAGE"])
+KMS_COMPOSE = app_compose("demo-kms", _service("kms", "dstack-kms", ("KMS_DOMAIN",)), kms=False, gateway=False,
+                          allowed_envs=["KMS_DOMAIN"], no_instance_id=True)
+GATEWAY_COMPOSE = app_compose("demo-gateway", _service("gateway", "dstack-gateway", ("SRV_DOMAIN", "ACME_URL")),
+                              kms=True, gateway=False, allowed_envs=["SRV_DOMAIN", "ACME_URL"])
 
 
 def _sha384(data: bytes) -> bytes:
@@ -316,8 +370,8 @@ def _key_usage(*, ca: bool) -> x509.KeyUsage:
                          encipher_only=False, decipher_only=False)
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, RATLS_ORG),
+def _name(common_name: str, organization: str = RATLS_ORG) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
@@ -358,15 +412,187 @@ def ca_extensions(key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePriva
 # --------------------------------------------------------------------------------------------------- the pack
 
 
+def ratls_leaf(label: str, common_name: str, key: ec.EllipticCurvePrivateKey,
+               issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey], boot: int, quote: bytes, event_log: str,
+               app_id: bytes) -> x509.Certificate:
+    """An RA-TLS leaf as dstack's guest agent issues it at boot: the quote that binds its key, the stripped event
+    log and the app id ride in dstack's extensions."""
+    return _issue(label, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]), key, issuer, boot,
+                  boot + YEAR,
+                  [(_key_usage(ca=False), True),
+                   (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+                   (x509.SubjectAlternativeName([x509.DNSName(common_name)]), False),
+                   (x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), False),
+                   (_ratls_ext(OID_RATLS_QUOTE, quote), False),
+                   (_ratls_ext(OID_RATLS_EVENT_LOG, event_log.encode()), False),
+                   (_ratls_ext(OID_RATLS_APP_ID, app_id), False),
+                   (_ratls_ext(OID_RATLS_USAGE, b"app:custom"), False)])
+
+
+def app_ca(label: str, key: ec.EllipticCurvePrivateKey, kms: tuple[x509.Name, ec.EllipticCurvePrivateKey],
+           app_id: bytes, created: int) -> x509.Certificate:
+    """The "Dstack App CA" the KMS issues to one app (its app id inside), the issuer of the app's RA-TLS leaves."""
+    return _issue(label, _name("Dstack App CA"), key, kms, created, created + 10 * YEAR,
+                  [*ca_extensions(key, kms[1], 0),
+                   (_ratls_ext(OID_RATLS_APP_ID, app_id), False),
+                   (_ratls_ext(OID_RATLS_USAGE, b"app:ca"), False)])
+
+
+def certificate_info(cert: x509.Certificate, position: int, quote: bytes | None) -> dict[str, Any]:
+    """One entry of the Cloud API's ``app_certificates``: metadata of a served certificate, with its RA-TLS quote."""
+    ratls = decode_ratls(cert)
+    extensions = {type(e.value): e.value for e in cert.extensions}
+    san = extensions.get(x509.SubjectAlternativeName)
+    sans = [str(n) for n in san.get_values_for_type(x509.DNSName)] if isinstance(san, x509.SubjectAlternativeName) \
+        else []
+    constraints = extensions.get(x509.BasicConstraints)
+
+    def party(name: x509.Name) -> dict[str, Any]:
+        def first(oid: x509.ObjectIdentifier) -> str | None:
+            found = name.get_attributes_for_oid(oid)
+            return str(found[0].value) if found else None
+
+        return {"common_name": first(NameOID.COMMON_NAME), "organization": first(NameOID.ORGANIZATION_NAME),
+                "country": None}
+
+    is_ca = isinstance(constraints, x509.BasicConstraints) and constraints.ca
+    return {
+        "subject": party(cert.subject),
+        "issuer": party(cert.issuer),
+        "serial_number": f"{cert.serial_number:x}",
+        "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "version": "V3",
+        "fingerprint": "sha256:" + cert.fingerprint(hashes.SHA256()).hex(),
+        "signature_algorithm": "ecdsa-with-SHA256",
+        "sans": sans,
+        "is_ca": is_ca,
+        "position_in_chain": position,
+        "quote": quote.hex() if quote is not None else None,
+        "app_id": ratls.app_id.hex() if ratls is not None and ratls.app_id is not None else None,
+        "cert_usage": ratls.usage if ratls is not None else None,
+    }
+
+
+@dataclass(frozen=True)
+class Td:
+    """One entity's TD as the demo boots it: who it is (the RTMR3 events dstack-util emits) and its RA-TLS key."""
+
+    entity: str
+    compose: bytes
+    app_id: bytes
+    instance_id: bytes  # empty for a TD deployed with no_instance_id (the KMS)
+    key_provider: dict[str, str]
+    ratls_key: ec.EllipticCurvePrivateKey
+
+    @property
+    def name(self) -> str:
+        return str(json.loads(self.compose)["name"])
+
+    @property
+    def compose_hash(self) -> bytes:
+        return hashlib.sha256(self.compose).digest()
+
+
+@dataclass
+class Booted:
+    """A TD after boot: its event log as GetQuote serves it, the log its RA-TLS certificate carries, its
+    registers and the fields of its quote other than report_data."""
+
+    td: Td
+    log: list[dict[str, Any]]
+    cert_log: str
+    report: dict[str, bytes]
+
+
+def boot_td(td: Td, firmware: list[dict[str, Any]], os_image_hash: bytes, mrtd: bytes) -> Booted:
+    key_provider = json.dumps(td.key_provider, separators=(",", ":")).encode()
+    runtime = runtime_events({"app_id": td.app_id, "compose_hash": td.compose_hash, "instance_id": td.instance_id,
+                              "os_image_hash": os_image_hash, "key_provider": key_provider})
+    rtmr = replay(firmware, runtime)
+    # GetQuote blanks the digests of runtime events: a verifier recomputes them from (type, name, payload).
+    log = firmware + [_event(3, RUNTIME_EVENT_TYPE, name, b"", payload) for name, payload in runtime]
+    # RA-TLS certificates carry the stripped log: the ACPI DATA events and the runtime events (spec §7.3).
+    stripped = [e for e in log if e["imr"] == 3 or e["event_type"] == EV_PLATFORM_CONFIG_FLAGS]
+    report = {
+        "mr_seam": _derived("mr-seam", 48),
+        "mr_td": mrtd,
+        "mr_config_id": b"\x01" + td.compose_hash + bytes(15),
+        **{f"rt_mr{i}": rtmr[i] for i in range(4)},
+    }
+    return Booted(td, log, json.dumps(stripped, separators=(",", ":")), report)
+
+
+def tcb_info(booted: Booted) -> dict[str, Any]:
+    """The registers as claimed, the event log and the exact app-compose text: ``tcb_info`` of the Cloud API."""
+    report = booted.report
+    return {"mrtd": report["mr_td"].hex(), **{f"rtmr{i}": report[f"rt_mr{i}"].hex() for i in range(4)},
+            "rootfs_hash": None, "event_log": booted.log, "app_compose": booted.td.compose.decode()}
+
+
+def guest_agent_info(booted: Booted, vm_config: dict[str, Any], certificates: list[dict[str, Any]]) -> dict[str, Any]:
+    """``kms_guest_agent_info`` / ``gateway_guest_agent_info``: the entity's guest agent info as the Cloud API
+    relays it (objects and JSON-text fields), its quote in the RA-TLS entry of ``app_certificates``."""
+    td = booted.td
+    return {
+        "app_id": td.app_id.hex(),
+        "instance_id": td.instance_id.hex(),
+        "app_name": td.name,
+        "device_id": "",
+        "public_logs": True,
+        "public_sysinfo": True,
+        "mr_aggregated": "",
+        "os_image_hash": vm_config["os_image_hash"],
+        "mr_key_provider": None,
+        "key_provider_info": json.dumps(td.key_provider),
+        "compose_hash": td.compose_hash.hex(),
+        "vm_config": json.dumps(vm_config, separators=(",", ":")),
+        "tcb_info": tcb_info(booted),
+        "app_certificates": certificates,
+    }
+
+
+def quote_envelope(quote: bytes, booted: Booted) -> str:
+    """A quote as dstack's gateway publishes it in acme-info: JSON text of the quote and its event log's text."""
+    return json.dumps({"quote": quote.hex(), "event_log": json.dumps(booted.log, separators=(",", ":"))})
+
+
+def web_pki(now: int, tls_key: ec.EllipticCurvePrivateKey) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """The demo's stand-in for a public web PKI: a root (given to the verifier as its TLS trust store), an issuing
+    CA and the gateway's wildcard certificate for the base domain, on the gateway's TEE-held TLS key."""
+    root_key, ca_key = derive_private_key(SEED, "web-root"), derive_private_key(SEED, "web-issuing-ca")
+    root_name, ca_name = _name(WEB_ROOT_CN, WEB_ORG), _name("Demo Web Issuing CA", WEB_ORG)
+    root = _issue("web-root", root_name, root_key, None, now - 5 * YEAR, now + 15 * YEAR,
+                  ca_extensions(root_key, root_key, 1))
+    ca = _issue("web-ca", ca_name, ca_key, (root_name, root_key), now - YEAR, now + 4 * YEAR,
+                ca_extensions(ca_key, root_key, 0))
+    names = [f"*.{BASE_DOMAIN}", BASE_DOMAIN]
+    leaf = _issue("gateway-tls", x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]), tls_key,
+                  (ca_name, ca_key), now - 20 * DAY, now + 70 * DAY,
+                  [(_key_usage(ca=False), True),
+                   (x509.BasicConstraints(ca=False, path_length=None), True),
+                   (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+                   (x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False),
+                   (x509.SubjectKeyIdentifier.from_public_key(tls_key.public_key()), False),
+                   (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False)])
+    return root, [leaf, ca]
+
+
+def _pem(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
 def build_files(now: int) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """Every file of the pack but demo.json, and the values demo.json records about the app."""
+    """Every file of the pack but demo.json, and the values demo.json records about the three entities."""
     boot = now - BOOT_BEFORE
     kms_key = derive_private_key(SEED, "dstack-kms-ca")
-    app_ca_key = derive_private_key(SEED, "dstack-app-ca")
-    leaf_key = derive_private_key(SEED, "dstack-app-ratls-leaf")
     kms_spki = _spki(kms_key)
+    kms_name = _name("Dstack KMS CA")
+    kms_signer = (kms_name, kms_key)
+    by_kms = {"name": "kms", "id": kms_spki.hex()}
 
-    # The OS image: its measurement document, listed in its sha256sum.txt, whose sha256 is the os_image_hash.
+    # The OS image all three boot: its measurement document, listed in its sha256sum.txt, whose sha256 is the
+    # os_image_hash.
     document = measurement_document()
     measurement = cbor_encode(document)
     checksums = checksum_file(measurement)
@@ -381,7 +607,7 @@ def build_files(now: int) -> tuple[dict[str, bytes], dict[str, Any]]:
         "num_gpus": 0,
         "num_nvswitches": 0,
         "hotplug_off": False,
-        "image": "dstack-0.6.0",
+        "image": IMAGE_VERSION,
         "host_share_mode": "9p",
         "ovmf_variant": OVMF_VARIANT,
         "tdx_attestation_variant": "lite",
@@ -392,91 +618,142 @@ def build_files(now: int) -> tuple[dict[str, bytes], dict[str, Any]]:
     # MRTD: the candidate dstack picks for this QEMU (spec §2.3).
     mrtd_variant = "two_pass" if qemu_options(vm_config).two_pass else "single_pass"
     mrtd = document["tdvf"]["mrtd"][mrtd_variant]
-
-    # The app: its on-chain id (a DstackApp contract address), this instance and its KMS.
-    app_id = _derived("app-contract", 20)
-    compose_hash = hashlib.sha256(DEMO_COMPOSE).digest()
-    instance_id = hashlib.sha256(_derived("instance-id-seed", 32) + app_id).digest()[:20]
-    key_provider = json.dumps({"name": "kms", "id": kms_spki.hex()}, separators=(",", ":")).encode()
-    app = {"app_id": app_id, "compose_hash": compose_hash, "instance_id": instance_id,
-           "os_image_hash": os_image_hash, "key_provider": key_provider}
-
     expected = expected_events(document)
     firmware = firmware_events(expected)
-    runtime = runtime_events(app)
-    rtmr = replay(firmware, runtime)
+
+    # The three TDs. App ids are DstackApp contract addresses; the KMS runs with no instance id and takes its keys
+    # from the local SGX key provider (named by that enclave's measurement).
+    app_id = _derived("app-contract", 20)
+    app = Td("app", DEMO_COMPOSE, app_id, hashlib.sha256(_derived("instance-id-seed", 32) + app_id).digest()[:20],
+             by_kms, derive_private_key(SEED, "dstack-app-ratls-leaf"))
+    kms = Td("kms", KMS_COMPOSE, _derived("kms-app-id", 20), b"",
+             {"name": "local-sgx", "id": _sha384(f"{SEED}/local-key-provider".encode())[:32].hex()},
+             derive_private_key(SEED, "dstack-kms-ratls-leaf"))
+    gateway_id = _derived("gateway-app-id", 20)
+    gateway = Td("gateway", GATEWAY_COMPOSE, gateway_id,
+                 hashlib.sha256(_derived("gateway-instance-id-seed", 32) + gateway_id).digest()[:20], by_kms,
+                 derive_private_key(SEED, "dstack-gateway-ratls-leaf"))
+    booted = {td.entity: boot_td(td, firmware, os_image_hash, mrtd) for td in (app, kms, gateway)}
     for imr, register in enumerate(("rtmr0", "rtmr1", "rtmr2")):  # the log's replay is the verifier's expectation
-        assert rtmr[imr] == replay_digests(e.digest for e in expected if e.rtmr == register), register
-    # GetQuote blanks the digests of runtime events: a verifier recomputes them from (type, name, payload).
-    log = firmware + [_event(3, RUNTIME_EVENT_TYPE, name, b"", payload) for name, payload in runtime]
-    event_log = json.dumps(log, separators=(",", ":"))
-    # RA-TLS certificates carry the stripped log: the ACPI DATA events and the runtime events (spec §7.3).
-    stripped = [e for e in log if e["imr"] == 3 or e["event_type"] == EV_PLATFORM_CONFIG_FLAGS]
-    cert_event_log = json.dumps(stripped, separators=(",", ":"))
+        assert booted["app"].report[f"rt_mr{imr}"] == replay_digests(
+            e.digest for e in expected if e.rtmr == register), register
 
-    # report_data binds the leaf key the guest generated for its RA-TLS certificate.
-    report_data = hashlib.sha512(b"ratls-cert:" + _spki(leaf_key)).digest()
-    evidence = make_evidence(
-        SEED,
-        now=now,
-        tee="tdx",
-        version=4,
-        pki_options=PkiOptions(name_prefix="Demo SGX", root_cn=ROOT_CN),
-        report={
-            "mr_seam": _derived("mr-seam", 48),
-            "mr_td": mrtd,
-            "mr_config_id": b"\x01" + compose_hash + bytes(15),
-            "rt_mr0": rtmr[0],
-            "rt_mr1": rtmr[1],
-            "rt_mr2": rtmr[2],
-            "rt_mr3": rtmr[3],
-            "report_data": report_data,
-        },
-    )
+    # Every quote comes from one platform (one PCK, one attestation key): one collateral serves them all. The
+    # app's and the KMS's report_data bind their RA-TLS keys; the gateway's binds its ACME account (the quote it
+    # publishes in acme-info and in its guest agent info alike) and a second quote of the same TD binds its TLS key.
+    tls_key = derive_private_key(SEED, "gateway-tls")
+    pki_options = PkiOptions(name_prefix="Demo SGX", root_cn=ROOT_CN)
+    report_data = {
+        "app": hashlib.sha512(b"ratls-cert:" + _spki(app.ratls_key)).digest(),
+        "kms": hashlib.sha512(b"ratls-cert:" + _spki(kms.ratls_key)).digest(),
+        "gateway": acme_report_data(ACME_ACCOUNT_URI),
+        "gateway-tls": zt_cert_report_data(_spki(tls_key)),
+    }
+    first = make_evidence(SEED, now=now, tee="tdx", version=4, pki_options=pki_options,
+                          report={**booted["app"].report, "report_data": report_data["app"]})
+    quotes = {"app": first.quote}
+    for label in ("kms", "gateway", "gateway-tls"):
+        made = make_evidence(SEED, now=now, tee="tdx", version=4, pki=first.pki,
+                             report={**booted[label.split("-")[0]].report, "report_data": report_data[label]})
+        assert made.collateral == first.collateral, label
+        quotes[label] = made.quote
 
-    kms_name, app_ca_name = _name("Dstack KMS CA"), _name("Dstack App CA")
+    # RA-TLS chains: the app's and the gateway's leaves under their App CAs, issued by the KMS; the KMS's own leaf
+    # under its CA (it holds its keys itself).
     kms_ca = _issue("kms-ca", kms_name, kms_key, None, now - KMS_CREATED_BEFORE, now - KMS_CREATED_BEFORE + 20 * YEAR,
                     ca_extensions(kms_key, kms_key, 1))
-    app_ca = _issue("app-ca", app_ca_name, app_ca_key, (kms_name, kms_key), now - APP_DEPLOYED_BEFORE,
-                    now - APP_DEPLOYED_BEFORE + 10 * YEAR,
-                    [*ca_extensions(app_ca_key, kms_key, 0),
-                     (_ratls_ext(OID_RATLS_APP_ID, app_id), False),
-                     (_ratls_ext(OID_RATLS_USAGE, b"app:ca"), False)])
-    leaf = _issue("app-leaf", x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, APP_DOMAIN)]), leaf_key,
-                  (app_ca_name, app_ca_key), boot, boot + YEAR,
-                  [(_key_usage(ca=False), True),
-                   (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), False),
-                   (x509.SubjectAlternativeName([x509.DNSName(APP_DOMAIN)]), False),
-                   (x509.AuthorityKeyIdentifier.from_issuer_public_key(app_ca_key.public_key()), False),
-                   (_ratls_ext(OID_RATLS_QUOTE, evidence.quote), False),
-                   (_ratls_ext(OID_RATLS_EVENT_LOG, cert_event_log.encode()), False),
-                   (_ratls_ext(OID_RATLS_APP_ID, app_id), False),
-                   (_ratls_ext(OID_RATLS_USAGE, b"app:custom"), False)])
-    chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, app_ca, kms_ca))
+    chains: dict[str, list[x509.Certificate]] = {}
+    for td, common_name in ((app, APP_DOMAIN), (gateway, f"gateway.{BASE_DOMAIN}")):
+        ca_key = derive_private_key(SEED, f"dstack-{td.entity}-ca")
+        issued_ca = app_ca(f"{td.entity}-ca", ca_key, kms_signer, td.app_id, now - APP_DEPLOYED_BEFORE)
+        leaf = ratls_leaf(f"{td.entity}-leaf", common_name, td.ratls_key, (issued_ca.subject, ca_key), boot,
+                          quotes[td.entity], booted[td.entity].cert_log, td.app_id)
+        chains[td.entity] = [leaf, issued_ca, kms_ca]
+    chains["kms"] = [ratls_leaf("kms-leaf", f"kms.{BASE_DOMAIN}", kms.ratls_key, kms_signer, boot, quotes["kms"],
+                                booted["kms"].cert_log, kms.app_id), kms_ca]
+    served = {entity: [certificate_info(c, i, quotes[entity] if i == 0 else None) for i, c in enumerate(chain[:2])]
+              for entity, chain in chains.items()}
 
+    cloud = {
+        "app_id": app.app_id.hex(),
+        "contract_address": "0x" + app.app_id.hex(),
+        # Hosted governance: the demo names no chain, so the on-chain check has nothing to read.
+        "kms_info": {"contract_address": None, "chain_id": None, "version": KMS_VERSION, "url": KMS_URL,
+                     "gateway_app_id": gateway.app_id.hex(), "gateway_app_url": GATEWAY_URL, "kms_type": "demo"},
+        "instances": [{
+            "vm_uuid": str(uuid.UUID(bytes=_derived("vm-uuid", 16), version=4)),
+            "name": "demo-app-0",
+            "instance_id": app.instance_id.hex(),
+            "status": "running",
+            "image_version": IMAGE_VERSION,
+            "quote": quotes["app"].hex(),
+            "tcb_info": tcb_info(booted["app"]),
+            "app_certificates": served["app"],
+        }],
+        "qemu_version": QEMU_VERSION,
+        "kms_guest_agent_info": guest_agent_info(booted["kms"], vm_config, served["kms"]),
+        "gateway_guest_agent_info": guest_agent_info(booted["gateway"], vm_config, served["gateway"]),
+    }
+    web_root, tls_chain = web_pki(now, tls_key)
+    tls_spki = _spki(tls_key).hex()
+    acme_info = {
+        "account_uri": ACME_ACCOUNT_URI,
+        "account_quote": quote_envelope(quotes["gateway"], booted["gateway"]),
+        "quoted_hist_keys": [{"public_key": tls_spki,
+                              "quote": quote_envelope(quotes["gateway-tls"], booted["gateway"])}],
+        "hist_keys": [tls_spki],
+        "active_cert": _pem(*tls_chain).decode(),
+        "base_domain": BASE_DOMAIN,
+    }
+    app_tcb = tcb_info(booted["app"])
+    app_info = {  # the app's guest agent /prpc/Info: what the Cloud answer lacks (vm_config, the RA-TLS chain)
+        "app_id": app.app_id.hex(),
+        "instance_id": app.instance_id.hex(),
+        "app_cert": _pem(*chains["app"]).decode(),
+        "tcb_info": json.dumps({**{k: v for k, v in app_tcb.items() if k != "rootfs_hash"},
+                                "mr_aggregated": "", "os_image_hash": vm_config["os_image_hash"],
+                                "compose_hash": app.compose_hash.hex(), "device_id": ""}),
+        "app_name": app.name,
+        "device_id": "",
+        "mr_aggregated": "",
+        "os_image_hash": vm_config["os_image_hash"],
+        "key_provider_info": json.dumps(app.key_provider),
+        "compose_hash": app.compose_hash.hex(),
+        "vm_config": json.dumps(vm_config, separators=(",", ":")),
+    }
     getquote = {
-        "quote": evidence.quote.hex(),
-        "event_log": event_log,
-        "report_data": report_data.hex(),
+        "quote": quotes["app"].hex(),
+        "event_log": json.dumps(booted["app"].log, separators=(",", ":")),
+        "report_data": report_data["app"].hex(),
         "vm_config": json.dumps(vm_config, separators=(",", ":")),
     }
     files = {
+        "cloud-attestations.json": (json.dumps(cloud, indent=2) + "\n").encode(),
+        "acme-info.json": (json.dumps(acme_info, indent=2) + "\n").encode(),
+        "app-info.json": (json.dumps(app_info, indent=2) + "\n").encode(),
+        "collateral.json": (json.dumps(first.collateral, indent=2) + "\n").encode(),
         "getquote.json": (json.dumps(getquote, indent=2) + "\n").encode(),
         "app-compose.json": DEMO_COMPOSE,
-        "app-cert.pem": chain_pem,
-        "collateral.json": (json.dumps(evidence.collateral, indent=2) + "\n").encode(),
-        "demo_root_ca.der": evidence.root_ca_der,
+        "app-cert.pem": _pem(*chains["app"]),
+        "demo_root_ca.der": first.root_ca_der,
+        "demo_web_root.pem": _pem(web_root),
     }
     facts = {
-        "app_id": app_id.hex(),
-        "compose_hash": compose_hash.hex(),
-        "instance_id": instance_id.hex(),
         "os_image_hash": os_image_hash.hex(),
         "measurement_sha256": hashlib.sha256(measurement).hexdigest(),
         "mrtd_variant": mrtd_variant,
         "kms_ca_spki_sha256": hashlib.sha256(kms_spki).hexdigest(),
-        "ratls_leaf_spki_sha256": hashlib.sha256(_spki(leaf_key)).hexdigest(),
-        "quote_sha256": hashlib.sha256(evidence.quote).hexdigest(),
+        "base_domain": BASE_DOMAIN,
+        "gateway_url": GATEWAY_URL,
+        "acme_account_uri": ACME_ACCOUNT_URI,
+        "gateway_tls_spki_sha256": hashlib.sha256(_spki(tls_key)).hexdigest(),
+        "entities": {
+            td.entity: {"name": td.name, "app_id": td.app_id.hex(), "compose_hash": td.compose_hash.hex(),
+                        "instance_id": td.instance_id.hex(), "key_provider": td.key_provider,
+                        "ratls_leaf_spki_sha256": hashlib.sha256(_spki(td.ratls_key)).hexdigest(),
+                        "quote_sha256": hashlib.sha256(quotes[td.entity]).hexdigest()}
+            for td in (app, kms, gateway)
+        },
     }
     return files, facts
 
@@ -485,25 +762,30 @@ def build(out: Path) -> dict[str, str]:
     """Write the pack into `out`; returns each file's sha256."""
     now = int(datetime.fromisoformat(INSTANT.replace("Z", "+00:00")).timestamp())
     files, facts = build_files(now)
-    assert tuple(files) == DEMO_FILES, (tuple(files), DEMO_FILES)
-    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    assert set(files) == set(DEMO_FILES), (sorted(files), sorted(DEMO_FILES))
+    digests = {name: hashlib.sha256(files[name]).hexdigest() for name in DEMO_FILES}
     manifest = {
         "schema": DEMO_SCHEMA,
         "label": DEMO_LABEL,
         "now": now,
         "verified_at": INSTANT,
         "description": (
-            "Synthetic dstack app 'demo-app' made by packaging/make_demo.py from seed "
-            f"{SEED!r}: a GetQuote answer (TDX quote v4, event log, vm_config with the TDX-lite measurement of a "
-            "stand-in OS image), its app-compose, its RA-TLS certificate chain (leaf → Dstack App CA → Dstack KMS "
-            f"CA, a demo KMS key) and DCAP collateral. It verifies only against its own root CA ({ROOT_CN}), at "
-            f"{INSTANT}: it shows what the inspector does and proves nothing about any real machine, OS image, KMS "
-            "or app."
+            "Synthetic dstack deployment made by packaging/make_demo.py from seed "
+            f"{SEED!r}: the app 'demo-app', the KMS that gives it its keys and the gateway that serves its domain "
+            f"{BASE_DOMAIN}. A Phala Cloud attestations answer (each entity's TDX quote, event log and app-compose; "
+            "the KMS's and gateway's VM configs with the TDX-lite measurement of a stand-in OS image), the "
+            "gateway's acme-info (its ACME account and TLS key bound to its quotes, its certificate from a demo web "
+            f"root), DCAP collateral, and the app's own GetQuote answer and RA-TLS chain. It verifies only against "
+            f"its own roots ({ROOT_CN}; {WEB_ROOT_CN}), at {INSTANT}: it shows what the inspector does and proves "
+            "nothing about any real machine, OS image, KMS, gateway, domain or app."
         ),
         "seed": SEED,
-        "app": facts,
+        "deployment": facts,
         "evidence": list(DEMO_EVIDENCE),
+        "app_evidence": list(DEMO_APP_EVIDENCE),
         "anchor": DEMO_ANCHOR,
+        "web_root": DEMO_WEB_ROOT,
+        "base_domain": BASE_DOMAIN,
         "files": digests,
     }
     files["demo.json"] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode()

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--app-contract", help="the app's DstackApp contract (default: the app id of the event log)")
     v.add_argument("--chain", default="base", help="chain of the contracts: base (default) or ethereum")
     v.add_argument("--rpc-url", help="JSON-RPC endpoint of that chain (default: a public endpoint)")
+    v.add_argument("--agent-url", metavar="URL",
+                   help="the app's guest agent (default: https://<app-id>-8090.<gateway domain>)")
     v.add_argument("--domain", help="the gateway's base domain for the domain checks (default: from the gateway URL)")
     v.add_argument("--dns-server", metavar="HOST:PORT", help="DNS resolver for the CAA check (default: the system's)")
     v.add_argument("--tls-roots", type=Path, metavar="PEM",
@@ -228,6 +230,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         explicit_phases=bool(args.phases),
         onchain=_onchain_options(args),
         domain=_domain_options(args),
+        agent_url=args.agent_url,
         images=ImageOptions(image_dir=args.image_dir, cache_dir=cache_dir(), fetch=args.fetch_image,
                             acpi_tool=args.acpi_tool, image_base_url=_image_base_url(args.image_base_url)),
     )

@@ -89,6 +89,9 @@ class VerifyWorker(QRunnable):
         cache_factory: Callable[[], CollateralCache | None] | None = None,
     ) -> None:
         super().__init__()
+        # Python owns the worker (the window keeps it until `finished`): with the pool deleting it, PySide's wrapper
+        # would be left pointing at freed memory.
+        self.setAutoDelete(False)
         self.job = job
         self.signals = WorkerSignals()
         self._cancelled = threading.Event()
@@ -150,6 +153,7 @@ class CallWorker(QRunnable):
 
     def __init__(self, call: Callable[[], object]) -> None:
         super().__init__()
+        self.setAutoDelete(False)  # as VerifyWorker
         self.call = call
         self.signals = WorkerSignals()
 

@@ -21,7 +21,7 @@ from tests.support.cloud_server import Dataset1
 @pytest.fixture(scope="module")
 def demo() -> Report:
     d = load_demo()
-    return verify_evidence(d.items, VerifyOptions(now=d.now, anchor=d.anchor, offline=True))
+    return verify_evidence(d.app_items, VerifyOptions(now=d.now, anchor=d.anchor, offline=True))
 
 
 def cn(der: bytes) -> str:

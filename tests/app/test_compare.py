@@ -17,7 +17,7 @@ from tests.support.cloud_server import Dataset1
 
 def demo_report(offline_collateral: bool = False, **getquote_changes) -> Report:  # type: ignore[no-untyped-def]
     demo = load_demo()
-    items = list(demo.items)
+    items = list(demo.app_items)
     if getquote_changes:
         doc = json.loads(items[0].data)
         doc.update(getquote_changes)
@@ -61,7 +61,7 @@ def test_missing_collateral_changes_tcb_and_checks(demo: Report) -> None:
 
 
 def test_a_changed_event_log_shows_in_checks_and_inputs(demo: Report) -> None:
-    events = json.loads(load_demo().items[0].data)["event_log"]
+    events = json.loads(load_demo().app_items[0].data)["event_log"]
     events = json.loads(events) if isinstance(events, str) else events
     compose = next(e for e in events if e["event"] == "compose-hash")
     compose["event_payload"] = "00" * 32

@@ -13,7 +13,7 @@ from dstack_verifier.verification import VerifyOptions, verify_evidence
 
 def verify(with_collateral: bool) -> Report:
     d = load_demo()
-    items = [i for i in d.items if with_collateral or i.kind != "collateral"]
+    items = [i for i in d.app_items if with_collateral or i.kind != "collateral"]
     return verify_evidence(items, VerifyOptions(now=d.now, anchor=d.anchor, offline=True))
 
 

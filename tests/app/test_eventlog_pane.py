@@ -26,7 +26,7 @@ from tests.support.cloud_server import Dataset1
 
 def verify_demo(event_log: list | None = None) -> Report:
     demo = load_demo()
-    items = list(demo.items)
+    items = list(demo.app_items)
     if event_log is not None:
         doc = json.loads(items[0].data)
         doc["event_log"] = json.dumps(event_log)
@@ -35,7 +35,7 @@ def verify_demo(event_log: list | None = None) -> Report:
 
 
 def demo_events() -> list[dict]:
-    return json.loads(json.loads(load_demo().items[0].data)["event_log"])
+    return json.loads(json.loads(load_demo().app_items[0].data)["event_log"])
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,14 @@ def layout_of(report: Report) -> dict[str, tuple[int, int]]:
     return {s["name"]: (s["start"], s["end"]) for s in report.entities["app"]["quote_layout"]}
 
 
+DEMO_NOT_PASSED = {
+    ("app", "source.onchain_registry"): "skip", ("kms", "source.onchain_registry"): "skip",
+    ("gateway", "source.onchain_registry"): "skip", ("kms", "binding.report_data"): "skip",
+    ("gateway", "domain.dns_caa"): "skip", ("gateway", "domain.ct_log"): "skip",
+    ("app", "source.kms_key_provider"): "warn", ("gateway", "source.kms_key_provider"): "warn",
+}
+
+
 def test_opens_on_the_demo_and_passes(window, qtbot):
     assert window.load_demo()
     assert window.state == "running"
@@ -39,22 +47,25 @@ def test_opens_on_the_demo_and_passes(window, qtbot):
     assert report.verdict is Verdict.PASS
     assert window.state == "done" and not window.is_busy()
     assert window.banner.verdict_label.text() == "PASS"
-    skipped = [c for c in report.checks if c.status is CheckStatus.SKIP]
-    assert [c.id for c in skipped] == ["source.onchain_registry"]
-    assert window.banner.headline.text() == f"All {len(report.checks) - 1} checks that apply passed; 1 not applicable"
+    assert set(report.entities) == {"app", "kms", "gateway"}
+    assert {(c.entity, c.id): c.status.value for c in report.checks if c.status is not CheckStatus.PASS} == \
+        DEMO_NOT_PASSED
+    ran = len(report.checks) - 6
+    assert window.banner.headline.text() == f"Passed with 2 warnings ({ran} checks); 6 not applicable"
     # The demo never shows without saying its root is not Intel's.
     assert window.banner.badge.isVisible() and window.banner.badge.text() == DEMO_LABEL
     assert DEMO_LABEL in window.windowTitle()
     assert DEMO_LABEL in window.anchor_label.text()
     assert DEMO_LABEL in window.about_text()
     assert load_demo().anchor.sha256 in window.about_text()
-    assert window.findings_badge.findings == 0
-    # One app: its GetQuote answer, app-compose and RA-TLS chain, then the collateral.
+    assert window.findings_badge.findings == 2
+    # A whole deployment: the Cloud answer, the gateway's acme-info, the app's /prpc/Info, then the collateral.
     roles = [window.inputs_table.item(row, 0).text() for row in range(window.inputs_table.rowCount())]
-    assert roles == ["getquote", "app-compose", "certificate", "collateral"]
-    assert window.checks_pane.current_check_id() == report.checks[0].id
-    # The quote of the GetQuote answer is the one shown field by field.
-    assert window.quote_pane.hex.data() == next(e.quote for e in load_demo().items if e.kind == "getquote")
+    assert roles == ["cloud-attestations", "acme-info", "agent-info", "collateral"]
+    assert window.checks_pane.current_check_id() == "source.kms_key_provider"  # the first finding
+    # The app's quote is the one shown field by field (the same quote as its own GetQuote answer).
+    assert window.view.entity == "app"
+    assert window.quote_pane.hex.data() == next(e.quote for e in load_demo().app_items if e.kind == "getquote")
 
 
 def test_selecting_a_check_shows_its_details(window, qtbot):
@@ -94,17 +105,17 @@ def test_selecting_a_group_summarises_it(window, qtbot):
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(group).center())
     assert window.details_pane.current_check is None
     assert window.details_pane.title.text() == "App"
-    # Every check of the demo app passes but the on-chain one, which has no chain to ask.
-    assert len(report.checks) == 21
-    assert window.details_pane.summary.text() == "21 checks: 20 pass, 1 skip."
-    skipped = [c.id for c in report.checks if c.status is CheckStatus.SKIP]
-    assert skipped == ["source.onchain_registry"]
+    # Every check of the demo app passes but the on-chain one, which has no chain to ask, and the key provider,
+    # which no KMS evidence binds (a Cloud answer carries no KMS keys).
+    app = [c for c in report.checks if c.entity == "app"]
+    assert len(app) == 22
+    assert window.details_pane.summary.text() == "22 checks: 20 pass, 1 warn, 1 skip."
     # The App group holds a Hardware group (the quote, its event log, the RA-TLS binding), a Source one and an OS one
     # (the image hash, MRTD and RTMR0-2 from the TDX-lite measurement document).
     model = view.model()
     phases = {model.index(i, 0, group).data(): model.rowCount(model.index(i, 0, group))
               for i in range(model.rowCount(group))}
-    assert phases == {"Hardware": 13, "Source code": 3, "OS": 5}
+    assert phases == {"Hardware": 13, "Source code": 4, "OS": 5}
 
 
 def test_selecting_a_source_check_shows_the_compose_hash(window, qtbot):
@@ -294,7 +305,8 @@ def test_worker_cancelled_before_start_does_not_verify(qtbot, monkeypatch):
 
 def test_worker_emits_the_report(qtbot):
     demo = load_demo()
-    worker = VerifyWorker(VerifyJob(items=demo.items, anchor=demo.anchor, now=demo.now, offline=True))
+    worker = VerifyWorker(VerifyJob(items=demo.items, anchor=demo.anchor, now=demo.now, offline=True,
+                                    domain=demo.domain))
     with qtbot.waitSignal(worker.signals.result, timeout=WAIT_MS) as blocker:
         worker.run()
     assert isinstance(blocker.args[0], Report) and blocker.args[0].verdict is Verdict.PASS

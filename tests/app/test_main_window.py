@@ -32,7 +32,7 @@ def test_a_verification_is_saved_and_reopened_from_the_history(window, qtbot):
     task_id = saved.args[0]
     report = settle(qtbot, window)
     assert window.task_id == task_id and window.store is not None
-    assert window.history_view is not None and window.history_view.model.total() == 1
+    assert window.history_view is not None and window.history_view.model.total == 1
     stored = window.store.get(task_id)
     assert stored.verdict == report.verdict.value and stored.source == "demo"
 
@@ -200,10 +200,13 @@ def test_compare_two_tasks(window, qtbot, tmp_path):
 
 
 def test_verify_an_app_by_id_from_loopback_servers(qtbot, tmp_path, monkeypatch):
-    from tests.support.cloud_server import Dataset1, DstackServer
+    from tests.support.cloud_server import Dataset1, DstackServer, cloud_path
 
     dataset = Dataset1.load()
     with DstackServer(dataset) as server:
+        answer = dataset.cloud_answer()
+        answer["kms_info"]["gateway_app_url"] = server.url  # every endpoint is this loopback server
+        server.set_json(cloud_path(dataset.app_id), answer)
         settings = UserSettings(cloud_api_url=server.cloud_base_url, pccs_url=server.url, offline=False)
         win = MainWindow(settings=settings)
         qtbot.addWidget(win)
@@ -217,6 +220,8 @@ def test_verify_an_app_by_id_from_loopback_servers(qtbot, tmp_path, monkeypatch)
         assert not win.open_app(dataset.app_id)
         assert "needs the network" in win.message_bar.text()
         win.close()
+        win.deleteLater()
+        qtbot.wait(10)
 
 
 def test_settings_apply_and_persist(window, qtbot, tmp_path):

@@ -43,7 +43,7 @@ def rows_by_label(pane: TcbPane) -> dict[str, list[str]]:
 
 def test_up_to_date_demo(pane: TcbPane) -> None:
     d = load_demo()
-    report = verify_evidence(d.items, VerifyOptions(now=d.now, anchor=d.anchor, offline=True))
+    report = verify_evidence(d.app_items, VerifyOptions(now=d.now, anchor=d.anchor, offline=True))
     pane.set_report(report, "app")
     assert pane.status.text() == "TCB status: UpToDate"
     assert pane.fields["advisories"].text() == "none"
@@ -90,7 +90,7 @@ def test_real_sample_carries_intel_component_names(pane: TcbPane) -> None:
 
 def test_no_tcb_evaluation_says_why(pane: TcbPane) -> None:
     d = load_demo()
-    items = [i for i in d.items if i.kind != "collateral"]
+    items = [i for i in d.app_items if i.kind != "collateral"]
     report = verify_evidence(items, VerifyOptions(now=d.now, anchor=d.anchor, offline=True))
     assert tcb_explanation(report, "app") == {}
     pane.set_report(report, "app")

@@ -66,7 +66,8 @@ def test_app_id_online_then_offline_replay(capsys, tmp_path: Path, monkeypatch) 
         # The PCCS is the same loopback server, which has no collateral: the collateral checks are errors.
         code, report = run_json(capsys, "verify", "--app-id", dataset.app_id, "--cloud-url", server.cloud_base_url,
                                 "--pccs-url", server.url, "--no-cache", "--output", tmp_path / "r.json",
-                                "--domain", BASE_DOMAIN, "--dns-server", "{}:{}".format(*dns.address))
+                                "--domain", BASE_DOMAIN, "--dns-server", "{}:{}".format(*dns.address),
+                                "--agent-url", server.url)
     assert set(report["entities"]) == {"app", "kms", "gateway"}
     assert report["inputs"][0]["role"] == "cloud-attestations"
     assert report["inputs"][0]["name"].startswith(server.cloud_base_url)
@@ -81,6 +82,9 @@ def test_app_id_online_then_offline_replay(capsys, tmp_path: Path, monkeypatch) 
     assert online[("gateway", "domain.dns_caa")]["status"] == "pass"
     assert online[("gateway", "source.gateway_app_id")]["status"] == "pass"
     assert online[("app", "source.kms_key_provider")]["status"] == "warn"
+    # The app's /prpc/Info came from its guest agent: its vm_config and RA-TLS chain complete the Cloud answer.
+    assert online[("app", "binding.report_data")]["status"] == "pass"
+    assert "vm_config" in report["entities"]["app"]
     # Offline, from the recorded answers, with the servers gone: the same checks, collateral aside.
     code_again, again = run_json(capsys, "verify", tmp_path / "r.json", "--offline")
     offline = {(c["entity"], c["id"]): c["status"] for c in again["checks"]}

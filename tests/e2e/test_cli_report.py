@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dstack_inspector.cli import main
-from dstack_verifier.demo import DEMO_ANCHOR, DEMO_EVIDENCE, load_demo
+from dstack_verifier.demo import DEMO_ANCHOR, DEMO_APP_EVIDENCE, DEMO_EVIDENCE, DEMO_WEB_ROOT, load_demo
 from dstack_verifier.report.keys import fingerprint
 from dstack_verifier.report.pack import read_pack, write_pack
 from dstack_verifier.resources import resource_path
@@ -30,15 +30,20 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("DSTACK_INSPECTOR_DEBUG", raising=False)
 
 
-@pytest.fixture
-def report_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+def verified(tmp_path: Path, capsys: pytest.CaptureFixture[str], files: tuple[str, ...], *extra: str) -> Path:
     out = tmp_path / "report.json"
-    demo = [str(resource_path("demo", name)) for name in DEMO_EVIDENCE]
+    demo = [str(resource_path("demo", name)) for name in files]
     code = main(["verify", *demo, "--root-ca", str(resource_path("demo", DEMO_ANCHOR)), "--offline",
-                 "--at", str(load_demo().now), "--output", str(out)])
+                 "--at", str(load_demo().now), "--output", str(out), *extra])
     assert code == 0
     capsys.readouterr()
     return out
+
+
+@pytest.fixture
+def report_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """The demo app on its own: four evidence files the tampering tests name."""
+    return verified(tmp_path, capsys, DEMO_APP_EVIDENCE)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -62,6 +67,15 @@ def test_export_then_verify_passes(tmp_path: Path, report_file: Path, capsys: py
     assert code == 0 and err == ""
     assert out.startswith(f"pack: VERIFIED   {pack}")
     assert "not a trusted one" in out and "verdict PASS, re-run verdict PASS; 4 evidence files" in out
+
+
+def test_three_entity_demo_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole demo deployment: the re-run finds the gateway's TLS roots in the signed report's policy."""
+    report = verified(tmp_path, capsys, DEMO_EVIDENCE, "--tls-roots", str(resource_path("demo", DEMO_WEB_ROOT)))
+    pack = export(capsys, report, tmp_path / "deployment.zip")
+    code, out, err = run(capsys, "report", "verify", str(pack))
+    assert code == 0 and err == "", out
+    assert "verdict PASS, re-run verdict PASS; 4 evidence files" in out  # answer, acme-info, /prpc/Info, collateral
 
 
 def test_key_command_shows_and_exports_the_key_that_signs(tmp_path: Path, report_file: Path,

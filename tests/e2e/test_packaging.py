@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from dstack_inspector.cli import main
 from dstack_verifier import __version__
+from dstack_verifier.demo import DEMO_ANCHOR, DEMO_APP_EVIDENCE, DEMO_EVIDENCE, DEMO_WEB_ROOT
 from dstack_verifier.resources import app_icon_path, resource_path
 
 from tests.support.fixtures import fixture_path
@@ -32,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"
 BUILD_TIMEOUT = 900  # seconds; the build takes about one minute on two cores
 RUN_TIMEOUT = 120
-DEMO_EVIDENCE = ("getquote.json", "app-compose.json", "app-cert.pem")
 REAL_AT = "1751624191"  # the real dcap-qvl sample collateral is current then
 KMS_CONTRACT = "0x" + "4d" * 20
 HEAD = 30_000_000
@@ -64,8 +64,8 @@ class Bundle:
 
     def demo_args(self) -> list[str]:
         """`verify` of the demo evidence as the README and resources/demo/demo.json give it."""
-        return ["verify", "--offline", "--root-ca", str(self.demo / "demo_root_ca.der"),
-                "--collateral", str(self.demo / "collateral.json"), "--at", self.demo_at,
+        return ["verify", "--offline", "--root-ca", str(self.demo / DEMO_ANCHOR),
+                "--tls-roots", str(self.demo / DEMO_WEB_ROOT), "--at", self.demo_at,
                 *(str(self.demo / name) for name in DEMO_EVIDENCE)]
 
 
@@ -90,8 +90,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     return Bundle(exe=exe, internal=exe.parent / "_internal", work=runs)
 
 
-def _checks(report: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {c["id"]: (c["status"], c["anchor"]) for c in report["checks"]}
+def _checks(report: dict[str, Any]) -> dict[tuple[str, str], tuple[str, str]]:
+    return {(c["entity"], c["id"]): (c["status"], c["anchor"]) for c in report["checks"]}
 
 
 @pytest.mark.slow
@@ -127,9 +127,10 @@ def test_offline_demo_verification(bundle: Bundle, capsys: pytest.CaptureFixture
     assert main([*bundle.demo_args(), "--json"]) == 0
     here = json.loads(capsys.readouterr().out)
     assert _checks(frozen) == _checks(here)
+    assert {e for e, _ in _checks(frozen)} == {"app", "kms", "gateway"}
     statuses = {status for status, _ in _checks(frozen).values()}
-    assert statuses == {"pass", "skip"}  # only the on-chain check is skipped: no contract given
-    assert _checks(frozen)["source.onchain_registry"][0] == "skip"
+    assert statuses == {"pass", "skip", "warn"}  # nothing fails; skips and warnings are what a demo cannot have
+    assert _checks(frozen)[("app", "source.onchain_registry")][0] == "skip"
 
 
 @pytest.mark.slow
@@ -156,13 +157,15 @@ def test_real_quote_against_intel_root(bundle: Bundle) -> None:
 @pytest.mark.slow
 def test_onchain_check_through_web3(bundle: Bundle) -> None:
     """web3 and its eth_* stack are imported lazily by the library: the frozen app must still find all of them."""
-    demo = json.loads((bundle.demo / "demo.json").read_text())["app"]
+    deployment = json.loads((bundle.demo / "demo.json").read_text())["deployment"]
+    demo = {**deployment["entities"]["app"], "os_image_hash": deployment["os_image_hash"]}
     with RpcNode(chain_id=8453, head=HEAD) as node, RpcNode() as no_pccs:
         node.add_app(demo["app_id"], compose_hashes=[demo["compose_hash"]])
         kms = node.add_kms(KMS_CONTRACT)
         kms.register_app(demo["app_id"])
         kms.os_images[bytes.fromhex(demo["os_image_hash"])] = 0
-        argv = [a for a in bundle.demo_args() if a != "--offline"]
+        argv = ["verify", "--root-ca", str(bundle.demo / DEMO_ANCHOR), "--at", bundle.demo_at,
+                *(str(bundle.demo / name) for name in DEMO_APP_EVIDENCE)]  # the app alone: its contract is served
         proc = bundle.run(*argv, "--kms-contract", KMS_CONTRACT, "--rpc-url", node.url, "--pccs-url", no_pccs.url,
                           "--no-cache", "--json")
         assert no_pccs.http_requests == 0  # the collateral was given: nothing to fetch

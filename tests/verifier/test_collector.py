@@ -32,7 +32,7 @@ QUOTE_FIELDS = ("tee_tcb_svn", "mrseam", "mrsignerseam", "seamattributes", "tdat
 @cache
 def demo_report() -> Report:
     demo = load_demo()
-    return verify_evidence(demo.items, VerifyOptions(now=demo.now, anchor=demo.anchor, offline=True))
+    return verify_evidence(demo.app_items, VerifyOptions(now=demo.now, anchor=demo.anchor, offline=True))
 
 
 @cache
@@ -110,10 +110,10 @@ def test_demo_objects_ids_fields_and_checks() -> None:
 
     # The raw evidence: the quote exactly as given, the compose text whose SHA-256 is the compose hash.
     demo = load_demo()
-    quote = next(e.quote for e in demo.items if e.quote is not None)
+    quote = next(e.quote for e in demo.app_items if e.quote is not None)
     assert quote is not None
     assert objs["app-main"].fields["intel_attestation_report"] == "0x" + quote.hex()
-    compose = next(e for e in demo.items if e.kind == "app-compose")
+    compose = next(e for e in demo.app_items if e.kind == "app-compose")
     assert objs["app-code"].fields["compose_file"] == compose.data.decode()
     assert objs["app-code"].fields["compose_hash"] == app["app_info"]["compose_hash"]
     assert objs["app-main"].fields["mr_aggregated"] == app["derived"]["mr_aggregated"]
@@ -144,7 +144,7 @@ def test_demo_relationships_follow_the_trust_center_edge_list() -> None:
 
 def test_a_bare_quote_makes_no_empty_objects() -> None:
     demo = load_demo()
-    quote = next(e for e in demo.items if e.quote is not None)
+    quote = next(e for e in demo.app_items if e.quote is not None)
     assert quote.quote is not None
     bare = detect(quote.quote.hex().encode(), "quote.hex")
     report = verify_evidence([bare], VerifyOptions(now=demo.now, anchor=demo.anchor, offline=True))
@@ -310,7 +310,7 @@ def test_duplicate_event_names_never_overwrite_and_checks_follow_the_table() -> 
 
 def test_kms_links_are_field_level_when_the_keys_agree() -> None:
     ca = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010703420004") + bytes(range(64))
-    quote = load_demo().items[0].quote
+    quote = load_demo().app_items[0].quote
     kms = EntityMaterial(entity="kms", label="kms", quote=quote, ca_pubkey=ca)
     gateway = EntityMaterial(entity="gateway", label="gateway", quote=quote)
     collector = DataObjectCollector(KmsInfo(gateway_app_id="55" * 20))
@@ -333,3 +333,20 @@ def test_a_malformed_certificate_in_a_report_is_a_one_line_error(value: str) -> 
     with pytest.raises(InputError) as err:
         collector.add_entity("app", {"certificates": [value]}, [])
     assert "entities.app.certificates[0]" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_three_entity_demo_has_every_entity_and_the_kms_links() -> None:
+    demo = load_demo()
+    report = verify_evidence(demo.items, demo.options())
+    ids = {o.id for o in report.data_objects}
+    for entity in ("app", "kms", "gateway"):
+        assert {f"{entity}-cpu", f"{entity}-quote", f"{entity}-main", f"{entity}-os", f"{entity}-code"} <= ids
+        assert {f"{entity}-event-logs-imr{i}" for i in range(4)} <= ids
+    assert "gateway-domain" in ids
+    kinds = {(r.source, r.target, r.kind) for r in report.relationships}
+    assert ("kms-main", "app-main", "root-of-trust") in kinds or any(
+        s.startswith("kms-") and t.startswith("app-") for s, t, _ in kinds)
+    assert any(s.startswith("kms-") and t.startswith("gateway-") for s, t, _ in kinds)
+    by_id = {o.id: o for o in report.data_objects}
+    checked = {(c.entity, c.id) for c in report.checks}
+    assert all((o.entity, i) in checked for o in by_id.values() for i in o.check_ids)

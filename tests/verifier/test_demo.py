@@ -1,6 +1,7 @@
-"""The demo evidence pack: one complete app entity that verifies at its instant against its own (non-Intel) root,
-every check passing but the on-chain one (no chain given), the OS ones included (its vm_config carries the TDX-lite
-material of a stand-in OS image), and it is reproducible."""
+"""The demo evidence pack: one synthetic dstack deployment — App, KMS, Gateway — that verifies at its instant against
+its own (non-Intel) roots, every check that its evidence allows passing (the OS ones from the TDX-lite material of a
+stand-in OS image, the gateway's domain ones from its acme-info and a demo web root), the app's own evidence alone
+too, and it is reproducible."""
 
 from __future__ import annotations
 
@@ -15,14 +16,25 @@ from pathlib import Path
 
 import pytest
 from cryptography.x509.oid import NameOID
-from dstack_verifier.demo import DEMO_ANCHOR, DEMO_EVIDENCE, DEMO_FILES, DEMO_LABEL, load_demo
+from dstack_verifier.demo import (
+    DEMO_ANCHOR,
+    DEMO_APP_EVIDENCE,
+    DEMO_EVIDENCE,
+    DEMO_FILES,
+    DEMO_LABEL,
+    load_demo,
+)
+from dstack_verifier.domain import zt_cert_report_data
 from dstack_verifier.errors import InputError
 from dstack_verifier.measure.cbor import decode_cbor
 from dstack_verifier.measure.lite import decode_measurement_document
 from dstack_verifier.model import CheckStatus, Verdict
-from dstack_verifier.ratls import decode_ratls, spki_der
+from dstack_verifier.quote.structure import parse_quote
+from dstack_verifier.ratls import acme_report_data, decode_ratls, quote_report_data, spki_der
 from dstack_verifier.resources import resource_path
-from dstack_verifier.verification import OS_CHECKS, VerifyOptions, load_anchor, verify_evidence
+from dstack_verifier.sources.cloud import parse_cloud_answer
+from dstack_verifier.sources.gateway import parse_acme_info
+from dstack_verifier.verification import OS_CHECKS, load_anchor, verify_evidence
 
 from tests.support.fixtures import fixture_path
 
@@ -39,24 +51,129 @@ APP_CHECKS = {
     "source.mr_config_id",
     "source.onchain_registry",
 }
+DOMAIN_CHECKS = {"domain.tee_controlled_key", "domain.certificate_key", "domain.dns_caa", "domain.ct_log"}
+# What the three-entity verification cannot pass offline from a Phala Cloud answer, and why: no chain is named; no
+# DNS nor crt.sh offline; the Cloud answer carries neither the app's vm_config nor its RA-TLS chain (the app's
+# guest agent does: see the app's own evidence below), nor the KMS's certificate PEM or keys (KMS.GetMeta would).
+NOT_PASSED = {
+    **{(entity, "source.onchain_registry"): CheckStatus.SKIP for entity in ("app", "kms", "gateway")},
+    ("gateway", "domain.dns_caa"): CheckStatus.SKIP,
+    ("gateway", "domain.ct_log"): CheckStatus.SKIP,
+    ("kms", "binding.report_data"): CheckStatus.SKIP,  # a Cloud answer carries neither the KMS's chain nor its keys
+    ("app", "source.kms_key_provider"): CheckStatus.WARN,
+    ("gateway", "source.kms_key_provider"): CheckStatus.WARN,
+}
 
 
 def _verify_demo():
     demo = load_demo()
-    return demo, verify_evidence(demo.items, VerifyOptions(now=demo.now, anchor=demo.anchor, offline=True))
+    return demo, verify_evidence(demo.items, demo.options())
+
+
+def _verify_app():
+    demo = load_demo()
+    return demo, verify_evidence(demo.app_items, demo.options())
 
 
 def _make_demo_module():
     spec = importlib.util.spec_from_file_location("make_demo", MAKE_DEMO)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their annotations through it
     spec.loader.exec_module(module)
     return module
 
 
-def test_demo_verifies_to_pass_at_its_instant():
+def _item(items, kind):
+    return next(e for e in items if e.kind == kind)
+
+
+def test_the_three_entities_verify_to_pass_at_the_demo_instant():
     demo, report = _verify_demo()
     assert demo.now == 1_780_272_000  # 2026-06-01T00:00:00Z
+    assert [e.kind for e in demo.items] == ["cloud-attestations", "acme-info", "agent-info", "collateral"]
+    assert [e.name for e in demo.items] == [f"demo/{name}" for name in DEMO_EVIDENCE]
+    assert report.verdict is Verdict.PASS
+    assert set(report.entities) == {"app", "kms", "gateway"}
+    keys = [(c.entity, c.id) for c in report.checks]
+    assert len(keys) == len(set(keys))
+    for entity in ("app", "kms", "gateway"):
+        ids = {c.id for c in report.checks if c.entity == entity}
+        assert APP_CHECKS | set(OS_CHECKS) <= ids, entity
+        assert len([i for i in ids if i.startswith("hardware.")]) == 10, entity
+    assert DOMAIN_CHECKS <= {c.id for c in report.checks if c.entity == "gateway"}
+    not_passed = {(c.entity, c.id): c.status for c in report.checks if c.status is not CheckStatus.PASS}
+    assert not_passed == NOT_PASSED
+    checks = {(c.entity, c.id): c for c in report.checks}
+    assert checks["gateway", "source.gateway_app_id"].status is CheckStatus.PASS
+    assert checks["gateway", "binding.report_data"].summary.startswith("ACME account binding holds")
+    assert "names the same key" in checks["app", "source.kms_key_provider"].summary
+    assert report.policy["trust_anchor"]["intel"] is False
+    assert "intel-root" not in {c.anchor for c in report.checks}
+    assert [i.role for i in report.inputs] == ["cloud-attestations", "acme-info", "agent-info", "collateral"]
+
+
+def test_the_entities_tell_one_deployment():
+    demo, report = _verify_demo()
+    cloud = parse_cloud_answer(_item(demo.items, "cloud-attestations").data, "cloud")
+    acme = parse_acme_info(_item(demo.items, "acme-info").data, "acme-info")
+    assert cloud.problems == () and cloud.dropped_instances == () and len(cloud.instances) == 1
+    assert cloud.kms_info.supports_onchain_kms and cloud.legacy_reason is None
+    assert cloud.kms_info.gateway_app_url == "https://gateway.demo.dstack.invalid"
+    info = {entity: report.entities[entity]["app_info"] for entity in ("app", "kms", "gateway")}
+    assert info["app"]["app_id"] == cloud.app_id
+    assert info["gateway"]["app_id"] == cloud.kms_info.gateway_app_id
+    assert len({i["app_id"] for i in info.values()}) == 3
+    # The app and the gateway take their keys from the demo KMS, named by its CA key; the KMS from the local one.
+    kms_ca = spki_der(_item(demo.app_items, "certificate").certificates[-1]).hex()
+    assert info["app"]["key_provider"] == info["gateway"]["key_provider"] == {"name": "kms", "id": kms_ca}
+    assert info["kms"]["key_provider"]["name"] == "local-sgx"
+    assert {report.entities[e]["app_compose"]["effective_key_provider"] for e in info} == {"kms", "local"}
+    # Every entity booted the same OS image, which its vm_config carries (the app's comes from its guest agent).
+    for entity in ("kms", "gateway"):
+        assert report.entities[entity]["vm_config"]["os_image_hash"] == info[entity]["os_image_hash"]
+    assert len({i["os_image_hash"] for i in info.values()}) == 1
+    # The gateway publishes one quote in acme-info and in its guest-agent info; it binds the ACME account. A second
+    # quote of the same TD binds the TLS key the served certificate uses.
+    gateway_info = cloud.gateway_guest_agent_info
+    assert gateway_info is not None and gateway_info.quote() is not None
+    assert acme.account_quote == gateway_info.quote()[0]
+    account = parse_quote(acme.account_quote)
+    assert quote_report_data(account) == acme_report_data(acme.account_uri)
+    assert acme.account_event_log == gateway_info.tcb_info.event_log
+    (key,) = acme.quoted_hist_keys
+    assert key.quote is not None and key.quote != acme.account_quote
+    key_quote = parse_quote(key.quote)
+    assert quote_report_data(key_quote) == zt_cert_report_data(key.public_key)
+    assert {n: key_quote.body.fields[n] for n in ("mrtd", "rtmr3", "mrconfig")} == {
+        n: account.body.fields[n] for n in ("mrtd", "rtmr3", "mrconfig")}
+    assert acme.base_domain == demo.domain.domain == "demo.dstack.invalid"
+    served = next(c for c in report.checks if c.id == "domain.certificate_key")
+    assert served.details["key_match"]["matches"] and served.details["validation"]["result"] == "valid"
+    assert served.details["served_chain_from"] == "acme-info active_cert"
+
+
+def test_one_collateral_serves_every_quote_of_the_one_platform():
+    _, report = _verify_demo()
+    pck = {entity: report.entities[entity]["pck"] for entity in ("app", "kms", "gateway")}
+    assert pck["app"] == pck["kms"] == pck["gateway"]
+    assert len({report.entities[e]["quote"]["reportdata"] for e in pck}) == 3
+
+
+def test_the_domain_checks_need_the_demo_web_root():
+    # The gateway's certificate comes from the demo's web root: against the system's trust store it fails.
+    demo = load_demo()
+    assert demo.domain is not None and demo.domain.trust_roots is not None
+    (root,) = demo.domain.trust_roots
+    assert "not a public CA" in root.subject.rfc4514_string()
+    report = verify_evidence(demo.items, demo.options(domain=None))
+    assert report.verdict is Verdict.FAIL
+    failed = {(c.entity, c.id) for c in report.checks if c.status is CheckStatus.FAIL}
+    assert failed == {("gateway", "domain.certificate_key")}
+
+
+def test_the_apps_own_evidence_verifies_to_pass():
+    demo, report = _verify_app()
     assert report.verdict is Verdict.PASS
     ids = [c.id for c in report.checks]
     assert len(ids) == len(set(ids)) == 21
@@ -65,17 +182,21 @@ def test_demo_verifies_to_pass_at_its_instant():
     # Every check passes, but the on-chain one: the demo names no chain, and the verdict does not need it.
     not_passed = {c.id: c.status for c in report.checks if c.status is not CheckStatus.PASS}
     assert not_passed == {"source.onchain_registry": CheckStatus.SKIP}
-    assert report.policy["trust_anchor"]["intel"] is False
-    assert "intel-root" not in {c.anchor for c in report.checks}
+    # The same app as in the Cloud answer: same quote, same event log, same compose.
+    cloud = parse_cloud_answer(_item(demo.items, "cloud-attestations").data, "cloud")
+    getquote = _item(demo.app_items, "getquote")
+    assert getquote.quote == cloud.instances[0].quote
+    assert json.loads(getquote.json["event_log"]) == cloud.instances[0].event_log
+    assert _item(demo.app_items, "app-compose").data.decode() == cloud.instances[0].app_compose
 
 
 def test_demo_os_checks_pass_from_its_tdx_lite_material():
-    demo, report = _verify_demo()
+    demo, report = _verify_app()
     checks = {c.id: c for c in report.checks}
     assert {i: checks[i].status for i in OS_CHECKS} == dict.fromkeys(OS_CHECKS, CheckStatus.PASS)
     assert all(checks[i].phase == "os" for i in OS_CHECKS)
     # The image the VM names is the one whose checksum file the vm_config carries, and the hardware measured it.
-    quote = next(e for e in demo.items if e.kind == "getquote")
+    quote = _item(demo.app_items, "getquote")
     vm_config = json.loads(quote.json["vm_config"])
     checksum_file = base64.b64decode(vm_config["tdx_measurement"]["checksum_file"], validate=True)
     measurement = base64.b64decode(vm_config["tdx_measurement"]["measurement"], validate=True)
@@ -128,10 +249,10 @@ def test_demo_cbor_encoder_reproduces_dstacks_document():
             make_demo.cbor_encode(bad)
 
 
-def test_demo_is_one_complete_app():
-    demo, report = _verify_demo()
-    assert [e.kind for e in demo.items] == ["getquote", "app-compose", "certificate", "collateral"]
-    assert [e.name for e in demo.items] == [f"demo/{name}" for name in DEMO_EVIDENCE]
+def test_the_apps_own_evidence_is_one_complete_app():
+    demo, report = _verify_app()
+    assert [e.kind for e in demo.app_items] == ["getquote", "app-compose", "certificate", "collateral"]
+    assert [e.name for e in demo.app_items] == [f"demo/{name}" for name in DEMO_APP_EVIDENCE]
     assert [i.kind for i in report.inputs] == ["getquote", "app-compose", "certificate", "collateral"]
     app = report.entities["app"]
     info = app["app_info"]
@@ -141,12 +262,12 @@ def test_demo_is_one_complete_app():
                      "key-provider", "storage-fs", "system-ready"]
     assert {e["imr"] for e in app["event_log"]["events"]} == {0, 1, 2, 3}
     # One app, told the same way everywhere: compose, events, vm_config, mr_config_id, RA-TLS chain.
-    compose = next(e for e in demo.items if e.kind == "app-compose")
+    compose = next(e for e in demo.app_items if e.kind == "app-compose")
     assert info["compose_hash"] == hashlib.sha256(compose.data).hexdigest()
     assert app["app_compose"]["name"] == "demo-app" and app["app_compose"]["effective_key_provider"] == "kms"
     assert app["quote"]["mrconfig"] == "01" + info["compose_hash"] + "00" * 15
     assert info["os_image_hash"] == app["vm_config"]["os_image_hash"]
-    chain = next(e for e in demo.items if e.kind == "certificate").certificates
+    chain = next(e for e in demo.app_items if e.kind == "certificate").certificates
     assert [c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value for c in chain[1:]] == [
         "Dstack App CA", "Dstack KMS CA"]
     assert info["key_provider"] == {"name": "kms", "id": spki_der(chain[-1]).hex()}
@@ -155,7 +276,7 @@ def test_demo_is_one_complete_app():
     assert leaf is not None and ca is not None
     assert (leaf.usage, ca.usage) == ("app:custom", "app:ca")
     assert leaf.app_id == ca.app_id == bytes.fromhex(info["app_id"])
-    quote = next(e for e in demo.items if e.kind == "getquote")
+    quote = next(e for e in demo.app_items if e.kind == "getquote")
     assert leaf.quote == quote.quote
     binding = next(c for c in report.checks if c.id == "binding.report_data")
     assert binding.details["embedded_quote"]["comparison"] == "byte-equal"
@@ -173,10 +294,10 @@ def test_demo_says_it_is_not_intel():
 
 def test_demo_does_not_verify_against_the_intel_root():
     demo = load_demo()
-    report = verify_evidence(demo.items, VerifyOptions(now=demo.now, anchor=load_anchor(None), offline=True))
+    report = verify_evidence(demo.items, demo.options(anchor=load_anchor(None)))
     assert report.verdict is not Verdict.PASS
-    chain = next(c for c in report.checks if c.id == "hardware.pck_chain")
-    assert chain.status is CheckStatus.FAIL
+    chains = [c for c in report.checks if c.id == "hardware.pck_chain"]
+    assert len(chains) == 3 and all(c.status is CheckStatus.FAIL for c in chains)
 
 
 def _make(out: Path) -> None:
@@ -212,7 +333,7 @@ def test_a_pack_listing_other_evidence_is_refused(tmp_path):
     pack = tmp_path / "demo"
     shutil.copytree(resource_path("demo"), pack)
     manifest = json.loads((pack / "demo.json").read_text())
-    manifest["evidence"] = ["quote.hex", "collateral.json"]
+    manifest["evidence"] = ["getquote.json", "collateral.json"]
     (pack / "demo.json").write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="regenerate the demo pack"):
         load_demo(pack)

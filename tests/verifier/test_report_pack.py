@@ -34,7 +34,7 @@ OTHER_KEY = Ed25519PrivateKey.from_private_bytes(b"\x08" * 32)
 @pytest.fixture(scope="module")
 def demo_report() -> Report:
     demo = load_demo()
-    report = verify_evidence(demo.items, VerifyOptions(now=demo.now, anchor=demo.anchor, offline=True))
+    report = verify_evidence(demo.app_items, VerifyOptions(now=demo.now, anchor=demo.anchor, offline=True))
     assert report.verdict.value == "pass"
     return report
 

@@ -154,7 +154,11 @@ def domain_checks(
         chain, chain_from = _served_chain(endpoints, net, options.timeout)
         cert = check_certificate_key(chain, tee_keys, options.trust_roots if options.trust_roots is not None
                                      else default_trust_store(), domain, when, entity)
-        cert = cert.model_copy(update={"details": {**cert.details, "served_chain_from": chain_from}})
+        roots = ("the system trust store" if options.trust_roots is None else
+                 f"{len(options.trust_roots)} caller-supplied root(s): "
+                 + ", ".join(c.subject.rfc4514_string() for c in options.trust_roots))
+        cert = cert.model_copy(update={"details": {**cert.details, "served_chain_from": chain_from,
+                                                   "trust_roots": roots}})
     except OfflineError as exc:
         cert = _skip(CHECK_CERTIFICATE_KEY, entity, f"the served chain is needed: {exc}")
         absent.add(CHECK_CERTIFICATE_KEY)

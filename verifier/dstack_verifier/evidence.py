@@ -183,6 +183,8 @@ def _detect_json(data: bytes, name: str) -> Evidence:
                         vm_config=_vm_config(att.config, name), extra={"report_data": att.report_data.hex()})
     if "account_uri" in doc and ("account_quote" in doc or "quoted_hist_keys" in doc):  # a gateway's acme-info
         return Evidence(name, "acme-info", data, json=doc)
+    if "tcb_info" in doc and "app_id" in doc:  # a guest agent's /prpc/Info (or Worker.Info) answer
+        return Evidence(name, "agent-info", data, json=doc)
     if "instances" in doc and "kms_info" in doc:  # a saved Phala Cloud attestations answer: three entities
         return Evidence(name, "cloud-attestations", data, json=doc)
     if "manifest_version" in doc or "docker_compose_file" in doc:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the measurement and domain modules are imported when their 
     from .domain_phase import DomainOptions, GatewayEndpoints
     from .measure.image import ImageFolder
     from .measure.model import Measurement
+    from .sources.agent import AgentInfo
     from .sources.cloud import CloudAttestations
 
 PHASES = ("hardware", "os", "source", "domain")
@@ -70,6 +71,7 @@ class VerifyOptions:
     onchain: OnchainOptions | None = None
     images: ImageOptions | None = None
     domain: DomainOptions | None = None
+    agent_url: str | None = None  # the app's guest agent (default: https://<app_id>-8090.<gateway domain>)
 
 
 class Cancelled(Exception):
@@ -477,15 +479,19 @@ def _recorded_onchain(items: list[Evidence]) -> OnchainOptions | None:
 
 
 def _domain_policy(domain: DomainOptions) -> dict[str, Any]:
+    """The domain options, recorded so a re-run uses the same: custom TLS roots travel as PEM (public certificates),
+    and a re-run says they came from the report."""
     roots = domain.trust_roots
     return {"domain": domain.domain, "ct_log": domain.ct_log, "crtsh_url": domain.crtsh_url,
             "trust_roots": "system" if roots is None else [
-                hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest() for c in roots]}
+                {"sha256": hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest(),
+                 "pem": c.public_bytes(Encoding.PEM).decode()} for c in roots]}
 
 
 def _recorded_domain(items: list[Evidence]) -> DomainOptions | None:
-    """The domain options a report among the evidence recorded (its trust roots excepted: give them again)."""
+    """The domain options a report among the evidence recorded."""
     from .domain_phase import DomainOptions
+    from .ratls import load_certificates
 
     for item in items:
         policy = item.json.get("policy") if item.kind == "report" else None
@@ -493,10 +499,17 @@ def _recorded_domain(items: list[Evidence]) -> DomainOptions | None:
         if not isinstance(recorded, dict):
             continue
         domain, ct_log, crtsh = recorded.get("domain"), recorded.get("ct_log"), recorded.get("crtsh_url")
+        roots = recorded.get("trust_roots", "system")
         if not (domain is None or isinstance(domain, str)) or not isinstance(ct_log, bool) or \
-                not isinstance(crtsh, str):
+                not isinstance(crtsh, str) or not (roots == "system" or isinstance(roots, list)):
             raise InputError("malformed domain options", source=item.name, field="policy.domain")
-        return DomainOptions(domain=domain, ct_log=ct_log, crtsh_url=crtsh)
+        certs = None
+        if isinstance(roots, list):
+            pems = [r.get("pem") if isinstance(r, dict) else None for r in roots]
+            if not all(isinstance(pem, str) for pem in pems):
+                raise InputError("expected PEM certificates", source=item.name, field="policy.domain.trust_roots")
+            certs = [c for pem in pems for c in load_certificates(pem.encode(), f"{item.name} policy.domain")]
+        return DomainOptions(domain=domain, ct_log=ct_log, crtsh_url=crtsh, trust_roots=certs)
     return None
 
 
@@ -507,6 +520,7 @@ def _recording_input(exchanges: list[Exchange]) -> InputFile:
 
 
 SHARED_KINDS = ("collateral", "recording")  # evidence that applies to every entity of a multi-entity answer
+BESIDE_CLOUD = ("acme-info", "agent-info")  # the gateway's and the app's own answers, saved beside a Cloud answer
 
 
 def _replayable(exchange: Exchange, options: VerifyOptions) -> bool:
@@ -545,7 +559,8 @@ def verify_evidence(
         given = options.domain
         options = replace(options, domain=recorded_domain if given is None else replace(
             given, domain=given.domain or recorded_domain.domain, ct_log=given.ct_log or recorded_domain.ct_log,
-            crtsh_url=given.crtsh_url if given.crtsh_url != DEFAULT_CRTSH_URL else recorded_domain.crtsh_url))
+            crtsh_url=given.crtsh_url if given.crtsh_url != DEFAULT_CRTSH_URL else recorded_domain.crtsh_url,
+            trust_roots=given.trust_roots if given.trust_roots is not None else recorded_domain.trust_roots))
     expanded = expand(items)
     clouds = [e for e in expanded if e.kind == "cloud-attestations"]
     if clouds:
@@ -602,6 +617,36 @@ def _fetch_gateway(cloud: CloudAttestations, net: NetClient | None, options: Ver
         return GatewayEndpoints(acme=None, problem=exc.describe(), url=url)
 
 
+def _app_agent_info(answer: CloudAttestations, saved: list[Evidence], gateway: GatewayEndpoints,
+                    net: NetClient | None, recorded: list[Exchange], options: VerifyOptions,
+                    progress: Progress) -> AgentInfo | None:
+    """The app's guest-agent info — its vm_config and RA-TLS chain, which the Cloud answer lacks: a saved
+    /prpc/Info, else fetched through the gateway (``https://<app_id>-8090.<domain>``) when online."""
+    from .domain_phase import DomainOptions, domain_name
+    from .sources import SourceError
+    from .sources.agent import app_rpc_url, fetch_info, parse_info
+
+    if len(saved) > 1:
+        raise InputError(f"several /prpc/Info answers among the evidence ({', '.join(e.name for e in saved)})")
+    if saved:
+        info = parse_info(saved[0].data, saved[0].name)
+        if info.app_id != answer.app_id:
+            raise InputError(f"the /prpc/Info answer is about app {info.app_id}, not {answer.app_id}",
+                             source=saved[0].name, field="app_id")
+        return info
+    domain, _how = domain_name(options.domain or DomainOptions(), gateway)
+    if net is None or (domain is None and options.agent_url is None and not recorded):
+        return None
+    progress.step("app: fetching its guest agent's /prpc/Info")
+    # A replay asks where the recorded run asked (the run may have been given --agent-url).
+    asked = [x.url.rsplit("/prpc/", 1)[0] for x in recorded if "/prpc/" in x.url]
+    try:
+        url = options.agent_url or (asked[0] if asked else app_rpc_url(answer.app_id, domain or ""))
+        return fetch_info(net, url, kms_version=answer.kms_info.version)
+    except SourceError:  # the app's OS phase then says the VM config is missing; the rest is verified
+        return None
+
+
 def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options: VerifyOptions, *,
                          client: NetClient | None, cache: CollateralCache | None,
                          memo: CollateralMemo | None, progress: Progress) -> Report:
@@ -613,10 +658,10 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
         raise InputError(f"several Phala Cloud answers among the evidence ({', '.join(c.name for c in clouds)})")
     cloud = clouds[0]
     shared = [e for e in items if e.kind in SHARED_KINDS]
-    others = [e for e in items if e.kind not in (*SHARED_KINDS, "acme-info") and e is not cloud]
+    others = [e for e in items if e.kind not in (*SHARED_KINDS, *BESIDE_CLOUD) and e is not cloud]
     if others:
-        raise InputError(f"{others[0].name}: a Phala Cloud answer is verified on its own (with collateral, and the "
-                         "gateway's acme-info, at most)")
+        raise InputError(f"{others[0].name}: a Phala Cloud answer is verified on its own (with collateral, the "
+                         "gateway's acme-info and the app's /prpc/Info at most)")
     answer = parse_cloud_answer(cloud.data, cloud.name)
     recorded = _recorded_exchanges(shared)
     start = len(client.recorder) if client is not None else 0
@@ -626,7 +671,10 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     else:
         progress.step("gateway: fetching acme-info")
         gateway = _fetch_gateway(answer, ReplayClient(recorded) if recorded else client, options)
-    per_entity = to_evidence(answer, acme_info=gateway.acme)
+    agent = _app_agent_info(answer, [e for e in items if e.kind == "agent-info"], gateway,
+                            ReplayClient(recorded) if recorded else client, recorded, options, progress)
+    instance = (answer.instance_index(agent.instance_id) if agent is not None else None) or 0
+    per_entity = to_evidence(answer, instance=instance, acme_info=gateway.acme, app_info=agent)
     memo = memo or CollateralMemo()
     reports = [
         (entity, _verify_entity(entity_items + shared, options, client=client, cache=cache, memo=memo,
@@ -636,7 +684,7 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     ]
     derived = {e.name for entity_items in per_entity.values() for e in entity_items}
     inputs = [cloud.input_file(role="cloud-attestations")]
-    inputs += [e.input_file(role="acme-info") for e in items if e.kind == "acme-info"]
+    inputs += [e.input_file(role=e.kind) for e in items if e.kind in BESIDE_CLOUD]
     for _, report in reports:
         inputs += [i for i in report.inputs if i.name not in derived and i.role != "recording"
                    and i.sha256 not in {x.sha256 for x in inputs}]

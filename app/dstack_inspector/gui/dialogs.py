@@ -86,17 +86,18 @@ class CompareDialog(QDialog):
         self.setWindowTitle("Compare two verifications")
         self.store = store
         self.tasks = store.search(limit=500)
+        self.view = CompareView()
         self.a, self.b = QComboBox(), QComboBox()
         for combo in (self.a, self.b):
             for task in self.tasks:
                 combo.addItem(_task_label(task), task.id)
-            combo.currentIndexChanged.connect(self._update)
         ids = [t.id for t in self.tasks]
         if first in ids:
             self.a.setCurrentIndex(ids.index(first))
         if len(ids) > 1:
             self.b.setCurrentIndex(1 if self.a.currentIndex() != 1 else 0)
-        self.view = CompareView()
+        for combo in (self.a, self.b):
+            combo.currentIndexChanged.connect(self._update)
         pick = QHBoxLayout()
         pick.addWidget(QLabel("A"))
         pick.addWidget(self.a, 1)

@@ -10,12 +10,12 @@ verification, a pack export or a pack verification.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 from dstack_verifier import __version__
 from dstack_verifier.demo import load_demo
+from dstack_verifier.domain_phase import DomainOptions
 from dstack_verifier.errors import InputError
 from dstack_verifier.evidence import Evidence, detect, load_evidence
 from dstack_verifier.model import CheckStatus, Report, Verdict
@@ -62,8 +62,7 @@ class Session:
     is_demo: bool = False
     source: str = "files"  # how the history names it: files | online | demo | pack | rerun
     app_id: str | None = None  # fetch this app's attestations (online)
-    domain: str | None = None
-    ct_log: bool = False
+    domain: DomainOptions | None = None  # the gateway's domain checks: domain name, trust roots, CT scan
 
 
 @dataclass
@@ -296,7 +295,7 @@ class MainWindow(QMainWindow):
             return False
         self.message_bar.hide()
         self._start_session(Session(items=demo.items, anchor=demo.anchor, now=demo.now, title="demo evidence",
-                                    anchor_label=demo.label, is_demo=True, source="demo"))
+                                    anchor_label=demo.label, is_demo=True, source="demo", domain=demo.domain))
         return True
 
     def open_paths(self, paths: list[Path]) -> bool:
@@ -352,8 +351,9 @@ class MainWindow(QMainWindow):
             return False
         self.message_bar.hide()
         anchor = self._custom_anchor or load_anchor(None)
+        domain_options = DomainOptions(domain=domain, ct_log=ct_log) if (domain or ct_log) else None
         self._start_session(Session(items=[], anchor=anchor, title=f"app {app_id}", source="online", app_id=app_id,
-                                    domain=domain, ct_log=ct_log,
+                                    domain=domain_options,
                                     anchor_label=None if anchor.is_intel else "custom root — not Intel"))
         return True
 
@@ -387,7 +387,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         for name in self.settings.recent_files:
             action = self.recent_menu.addAction(name)
-            action.triggered.connect(functools.partial(self.open_paths, [Path(name)]))
+            action.triggered.connect(lambda _checked=False, path=Path(name): self.open_paths([path]))
         self.recent_menu.setEnabled(bool(self.settings.recent_files))
 
     def use_intel_anchor(self) -> None:
@@ -441,13 +441,10 @@ class MainWindow(QMainWindow):
         return self._current is not None
 
     def _job(self, s: Session) -> VerifyJob:
-        from dstack_verifier.domain_phase import DomainOptions
-
         settings = self.settings
-        domain = DomainOptions(domain=s.domain, ct_log=s.ct_log) if (s.domain or s.ct_log) else None
         return VerifyJob(items=s.items, anchor=s.anchor, now=s.now, offline=self.offline_action.isChecked(),
                          app_id=s.app_id, cloud_url=settings.cloud_api_url, pccs_url=settings.pccs_url,
-                         domain=domain, images=ImageOptions(cache_dir=cache_dir(),
+                         domain=s.domain, images=ImageOptions(cache_dir=cache_dir(),
                                                             cache_cap_bytes=settings.image_cache_cap_bytes()))
 
     def verify(self) -> None:
@@ -463,10 +460,10 @@ class MainWindow(QMainWindow):
         number = self._numbers
         worker = VerifyWorker(self._job(s))
         signals = worker.signals
-        signals.progress.connect(functools.partial(self._on_progress, number))
-        signals.result.connect(functools.partial(self._on_result, number))
-        signals.error.connect(functools.partial(self._on_error, number))
-        signals.finished.connect(functools.partial(self._on_finished, number))
+        signals.progress.connect(self._on_progress)
+        signals.result.connect(self._on_result)
+        signals.error.connect(self._on_error)
+        signals.finished.connect(self._on_finished)
         self.tasks[number] = RunningTask(number, s, worker)
         self.tasks_view.add(number, s.title)
         self._current = number
@@ -499,18 +496,24 @@ class MainWindow(QMainWindow):
             self._set_state("cancelled")
             self.verificationSettled.emit()
 
-    def _live(self, number: int) -> bool:
-        task = self.tasks.get(number)
-        return task is not None and not task.worker.cancelled
+    def _sender_task(self) -> int | None:
+        """The number of the task whose worker sent the signal being handled, while it is live (not cancelled)."""
+        sender = self.sender()
+        number = next((n for n, t in self.tasks.items() if t.worker.signals is sender), None)
+        return number if number is not None and not self.tasks[number].worker.cancelled else None
 
-    def _on_progress(self, number: int, text: str) -> None:
-        if self._live(number):
+    @Slot(str)
+    def _on_progress(self, text: str) -> None:
+        number = self._sender_task()
+        if number is not None:
             self.tasks_view.set_step(number, text)
             if number == self._current:
                 self.statusBar().showMessage(text)
 
-    def _on_result(self, number: int, report: Report) -> None:
-        if not self._live(number):
+    @Slot(object)
+    def _on_result(self, report: Report) -> None:
+        number = self._sender_task()
+        if number is None:
             return  # a cancelled or superseded verification
         task = self.tasks[number]
         self.tasks_view.remove(number)
@@ -526,8 +529,10 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Verified in {sum(report.timings.values()) * 1000:.0f} ms", 8000)
         self.verificationSettled.emit()
 
-    def _on_error(self, number: int, message: str) -> None:
-        if not self._live(number):
+    @Slot(str)
+    def _on_error(self, message: str) -> None:
+        number = self._sender_task()
+        if number is None:
             return
         self.tasks_view.remove(number)
         if number != self._current:
@@ -541,9 +546,13 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Verification failed to run", 8000)
         self.verificationSettled.emit()
 
-    def _on_finished(self, number: int) -> None:
-        self.tasks.pop(number, None)
-        self.tasks_view.remove(number)
+    @Slot()
+    def _on_finished(self) -> None:
+        sender = self.sender()
+        number = next((n for n, t in self.tasks.items() if t.worker.signals is sender), None)
+        if number is not None:
+            del self.tasks[number]
+            self.tasks_view.remove(number)
 
     def _save(self, report: Report, session: Session) -> int | None:
         if self.store is None:

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
 from . import der, names
@@ -61,7 +62,9 @@ class Cert:
     malformed part still surfaces where it is first used. Equal (and hashing alike) for the same certificate.
     """
 
-    __slots__ = ("_der", "_ext", "_key", "_names", "_serial", "_sig", "_summary", "_tbs", "_text", "_validity", "x509")
+    __slots__ = (
+        "_b64", "_der", "_ext", "_key", "_names", "_serial", "_sig", "_summary", "_tbs", "_text", "_validity", "x509"
+    )
 
     def __init__(self, cert: x509.Certificate, der: bytes | None = None) -> None:
         self.x509 = cert
@@ -75,6 +78,7 @@ class Cert:
         self._validity: tuple[datetime, datetime] | None = None
         self._text: str | None = None
         self._summary: dict[str, str] | None = None
+        self._b64: bytes | None = None
 
     @property
     def signature(self) -> bytes:
@@ -109,6 +113,14 @@ class Cert:
                         tbs = self._der[top[0][1] : items[0][2]]
             self._tbs = tbs if tbs is not None else self.x509.tbs_certificate_bytes
         return self._tbs
+
+    @property
+    def base64(self) -> bytes:
+        """The DER in base64 on one line, as a PEM block holds it once its line breaks are removed."""
+        if self._b64 is None:
+            der = self._der if self._der is not None else self.x509.public_bytes(Encoding.DER)
+            self._b64 = binascii.b2a_base64(der, newline=False)
+        return self._b64
 
     @property
     def names(self) -> CertNames:
@@ -187,35 +199,46 @@ _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----\n"
 _PEM_END = b"-----END CERTIFICATE-----\n"
 
 
-def _canonical_pem_ders(pem: bytes) -> list[bytes] | None:
+def _canonical_pem_ders(pem: bytes, known: tuple[Cert, ...] = ()) -> list[bytes | Cert] | None:
     """The DER of each certificate of a PEM text written the usual way: nothing but CERTIFICATE blocks, each
-    canonical base64 in lines. None for any other text, even one cryptography reads, which then reads it."""
+    canonical base64 in lines; a block that is exactly the base64 of a `known` certificate is that Cert (its DER
+    would be the same). None for any other text, even one cryptography reads, which then reads it."""
     text = pem if pem.endswith(b"\n") else pem + b"\n"
     blocks = text.split(_PEM_END)
     if blocks[-1] or len(blocks) < 2:
         return None
-    out = []
+    out: list[bytes | Cert] = []
     for block in blocks[:-1]:
         body = block[len(_PEM_BEGIN) :]
         if not block.startswith(_PEM_BEGIN) or body[:1] == b"\n" or b"\n\n" in body:
             return None  # a blank line would end PEM headers
         b64 = body.replace(b"\n", b"")
+        same = next((k for k in known if k.base64 == b64), None)
+        if same is not None:
+            out.append(same)
+            continue
         try:
             data = binascii.a2b_base64(b64, strict_mode=True)
         except binascii.Error:
             return None
-        if binascii.b2a_base64(data, newline=False) != b64:  # canonical, as the PEM reader requires
+        # Canonical, as the PEM reader requires: strict decoding took whole 4-character groups, and only the last
+        # one (with its padding) can carry spare bits, so re-encoding its bytes alone decides.
+        last = len(b64) // 4 * 3 - 3
+        if binascii.b2a_base64(data[last:], newline=False) != b64[-4:]:
             return None
         out.append(data)
     return out
 
 
-def load_pem_certs(pem: bytes) -> list[Cert]:
-    """As `x509.load_pem_x509_certificates` (the same certificates, the same errors), each with its DER kept."""
-    ders = _canonical_pem_ders(pem)
-    if ders is None:
+def load_pem_certs(pem: bytes, known: tuple[Cert, ...] = ()) -> list[Cert]:
+    """As `x509.load_pem_x509_certificates` (the same certificates, the same errors), each with its DER kept.
+
+    A certificate that is byte for byte one of `known` (the trust anchor, which chains usually end with) is not
+    decoded again: that Cert, already read, stands in the list."""
+    items = _canonical_pem_ders(pem, known)
+    if items is None:
         return [Cert(c) for c in x509.load_pem_x509_certificates(pem)]
-    return [Cert(x509.load_der_x509_certificate(d), d) for d in ders]
+    return [d if isinstance(d, Cert) else Cert(x509.load_der_x509_certificate(d), d) for d in items]
 
 
 @functools.lru_cache(maxsize=512)
@@ -361,16 +384,6 @@ class ChainCache:
     links: dict[tuple[Cert, Cert], bool] = field(default_factory=dict)
     crl_signatures: dict[tuple[bytes, Cert], bool] = field(default_factory=dict)
     limit: int = 4096
-    wrapped: dict[int, tuple[x509.Certificate, Cert]] = field(default_factory=dict)
-
-    def cert(self, cert: x509.Certificate, der: bytes | None = None) -> Cert:
-        """The one Cert of a certificate object used again and again (the trust anchor's, with its DER)."""
-        held = self.wrapped.get(id(cert))
-        if held is None or held[0] is not cert:
-            held = (cert, Cert(cert, der))
-            if len(self.wrapped) < self.limit:
-                self.wrapped[id(cert)] = held  # the certificate is held too, so its id is not reused
-        return held[1]
 
     def signed_by(self, cert: Cert, issuer: Cert) -> bool:
         key = (cert, issuer)

@@ -6,15 +6,16 @@ offset, so a truncated or hostile quote never raises anything else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import InputError
 
 MAX_FIELD_LEN = 1 << 20  # dcap-qvl's bound on any length-prefixed field
 
 
-@dataclass(frozen=True)
-class FieldSpan:
+class FieldSpan(NamedTuple):
+    """A named byte range (a tuple: a quote records a dozen of these per parse, and a tuple is cheap to make)."""
+
     name: str
     start: int
     end: int

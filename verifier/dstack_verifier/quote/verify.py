@@ -85,9 +85,9 @@ def _ts(now: int) -> datetime:
     return datetime.fromtimestamp(now, UTC)
 
 
-def _load_pem_chain(pem: bytes, what: str) -> list[Cert]:
+def _load_pem_chain(pem: bytes, what: str, anchor: TrustAnchor) -> list[Cert]:
     try:
-        certs = load_pem_certs(pem.rstrip(b"\x00"))
+        certs = load_pem_certs(pem.rstrip(b"\x00"), (anchor.root,))
     except (ValueError, x509.InvalidVersion) as exc:
         raise StepFailed(f"{what}: the PEM certificate chain does not parse ({exc})") from None
     if not certs:
@@ -100,6 +100,12 @@ class TrustAnchor:
     der: bytes
     cert: x509.Certificate
     sha256: str
+    # The anchor read once (names, key, extensions) for every chain and CRL checked under it: it is configuration,
+    # not evidence, so nothing of a verification is carried over by it.
+    root: Cert = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.root = Cert(self.cert, self.der)
 
     @classmethod
     def from_der(cls, der: bytes, source: str = "root CA") -> TrustAnchor:
@@ -209,10 +215,11 @@ def verify_signed_collateral(
     """dcap.md §5 steps 5 and 6 without the time windows (those are the freshness check)."""
     at = _ts(now)
     cache = cache or ChainCache()
-    root = cache.cert(anchor.cert, anchor.der)
+    root = anchor.root
     details: dict[str, Any] = {}
     chains: dict[str, list[Cert]] = {}
-    loaded: dict[str, list[Cert]] = {}  # Intel ships one issuer chain for both: it is read once
+    # Intel ships one issuer chain for both: it is read and checked once (path and its description).
+    verified: dict[str, tuple[list[Cert], list[str]]] = {}
     parsed: list[Any] = []
     items: list[tuple[str, str, str, bytes, Callable[[], Any]]] = [
         ("TCB Info", collateral.tcb_info_issuer_chain, collateral.tcb_info, collateral.tcb_info_signature,
@@ -225,23 +232,26 @@ def verify_signed_collateral(
             obj = parse()
         except CollateralFormatError as exc:
             raise StepFailed(f"{name} does not parse: {exc}") from None
-        chain = loaded.get(chain_pem)
-        if chain is None:
-            chain = loaded[chain_pem] = _load_pem_chain(chain_pem.encode(), f"{name} issuer chain")
-        try:
-            result = verify_chain(chain[0], chain[1:], root, None, at, cache)
-        except ChainError as exc:
-            raise StepFailed(f"{name} issuer chain: {exc}", {"code": exc.code}) from None
-        if not _sig_valid(chain[0].key, signature, text.encode()):
+        held = verified.get(chain_pem)
+        if held is None:
+            chain = _load_pem_chain(chain_pem.encode(), f"{name} issuer chain", anchor)
+            try:
+                path = verify_chain(chain[0], chain[1:], root, None, at, cache).path
+            except ChainError as exc:
+                raise StepFailed(f"{name} issuer chain: {exc}", {"code": exc.code}) from None
+            held = verified[chain_pem] = (path, [c.describe() for c in path])
+        path, described = held
+        signer = path[0]
+        if not _sig_valid(signer.key, signature, text.encode()):
             raise StepFailed(
-                f"{name} signature does not verify with the key of {chain[0].describe()}",
-                {"signer": chain[0].summary()},
+                f"{name} signature does not verify with the key of {signer.describe()}",
+                {"signer": signer.summary()},
             )
         parsed.append(obj)
-        chains[name] = result.path
+        chains[name] = path
         details[name] = {
-            "signer": chain[0].summary(),
-            "chain": [c.describe() for c in result.path],
+            "signer": signer.summary(),
+            "chain": list(described),
             "id": obj.id,
             "version": obj.version,
             "issue_date": obj.issueDate,
@@ -280,8 +290,7 @@ def verify_crls(collateral: Collateral, anchor: TrustAnchor, now: int, cache: Ch
     """dcap.md §5 steps 1-2: both CRLs parse, the root CRL is signed by the anchor, current, and spares the root."""
     root = _parse_crl(collateral.root_ca_crl, "root CA CRL")
     pck = _parse_crl(collateral.pck_crl, "PCK CRL")
-    cache = cache or ChainCache()
-    anchor_cert = cache.cert(anchor.cert, anchor.der)
+    anchor_cert = anchor.root
     if root.issuer != anchor_cert.names.subject:
         raise StepFailed(f"the root CA CRL is issued by {root.issuer_text}, not by the trust "
                          f"anchor {anchor_cert.describe()}")
@@ -660,8 +669,8 @@ def verify_quote(
                 raise StepFailed(f"unsupported PCK certification data type {q.auth.cert_type} (expected 5, a "
                                  "PEM chain)")
         # The same PEM (one platform's chain) loads to the same objects, whose parsed extensions are kept.
-        certs = memo.cached(("pem", pem), lambda: _load_pem_chain(pem, "PCK certificate chain"))
-        root = memo.chains.cert(anchor.cert, anchor.der)
+        certs = memo.cached(("pem", pem), lambda: _load_pem_chain(pem, "PCK certificate chain", anchor))
+        root = anchor.root
         try:
             path = verify_chain(certs[0], certs[1:], root, None, at, memo.chains).path
         except ChainError as exc:
