@@ -13,6 +13,7 @@ import pytest
 def _app_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("DSTACK_INSPECTOR_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("DSTACK_INSPECTOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DSTACK_INSPECTOR_CONFIG_DIR", str(tmp_path / "config"))  # settings, recent files
 
 
 @pytest.fixture

@@ -58,17 +58,23 @@ def test_rerun_offline_from_the_recorded_evidence_and_delete(window, qtbot):
     assert window.store.count() == 1 and window.task_id is None
 
 
-def test_two_verifications_run_at_once_and_both_are_saved(window, qtbot, monkeypatch, tmp_path):
+def block_the_demo(monkeypatch) -> tuple[threading.Event, threading.Event]:  # type: ignore[no-untyped-def]
+    """The demo's verification (a Cloud answer) waits for `gate`; `started` is set when it begins to wait."""
     gate, started = threading.Event(), threading.Event()
     real = workers.verify_evidence
 
-    def first_slow(items, *args, **kwargs):
+    def demo_blocks(items, *args, **kwargs):  # type: ignore[no-untyped-def]
         if any(e.kind == "cloud-attestations" for e in items) and not started.is_set():
             started.set()
             gate.wait(10)
         return real(items, *args, **kwargs)
 
-    monkeypatch.setattr(workers, "verify_evidence", first_slow)
+    monkeypatch.setattr(workers, "verify_evidence", demo_blocks)
+    return gate, started
+
+
+def test_two_verifications_run_at_once_and_both_are_saved(window, qtbot, monkeypatch, tmp_path):
+    gate, started = block_the_demo(monkeypatch)
     window.load_demo()
     assert started.wait(5)
     assert window.tasks_view.numbers() == [1]
@@ -86,16 +92,7 @@ def test_two_verifications_run_at_once_and_both_are_saved(window, qtbot, monkeyp
 
 
 def test_cancelling_a_background_verification_keeps_the_shown_one(window, qtbot, monkeypatch, tmp_path):
-    gate, started = threading.Event(), threading.Event()
-    real = workers.verify_evidence
-
-    def demo_blocks(items, *args, **kwargs):
-        if any(e.kind == "cloud-attestations" for e in items):
-            started.set()
-            gate.wait(10)
-        return real(items, *args, **kwargs)
-
-    monkeypatch.setattr(workers, "verify_evidence", demo_blocks)
+    gate, started = block_the_demo(monkeypatch)
     window.load_demo()
     assert started.wait(5)
     ev = make_evidence(seed="other", now=1_750_000_000)

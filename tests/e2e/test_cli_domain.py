@@ -151,7 +151,8 @@ class _TlsServer(LoopbackServer):
         return Handler
 
 
-def test_served_chain_is_read_from_the_tls_handshake_and_replayed(tmp_path: Path, gateway: Gateway) -> None:
+def tls_server(tmp_path: Path, gateway: Gateway) -> _TlsServer:
+    """An HTTPS server on loopback presenting the gateway's TLS chain (leaf and issuing CA)."""
     key_pem = gateway.pki.tee_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                 serialization.NoEncryption())
     (tmp_path / "chain.pem").write_text(pem(gateway.leaf, gateway.pki.inter))
@@ -160,6 +161,11 @@ def test_served_chain_is_read_from_the_tls_handshake_and_replayed(tmp_path: Path
     context.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
     server = _TlsServer()
     server.ssl_context = context
+    return server
+
+
+def test_served_chain_is_read_from_the_tls_handshake_and_replayed(tmp_path: Path, gateway: Gateway) -> None:
+    server = tls_server(tmp_path, gateway)
     with server, NetClient() as client:
         host, port = server.url.removeprefix("https://").split(":")
         chain = client.tls_chain(host, int(port), 5.0)
@@ -175,14 +181,7 @@ def test_gateway_without_active_cert_reads_the_chain_from_its_url(tmp_path: Path
     from dstack_verifier.domain_phase import domain_checks as run_domain
     from dstack_verifier.sources.gateway import parse_acme_info
 
-    key_pem = gateway.pki.tee_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                serialization.NoEncryption())
-    (tmp_path / "chain.pem").write_text(pem(gateway.leaf, gateway.pki.inter))
-    (tmp_path / "key.pem").write_bytes(key_pem)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
-    server = _TlsServer()
-    server.ssl_context = context
+    server = tls_server(tmp_path, gateway)
     acme = parse_acme_info(json.dumps(gateway.acme_info(active_cert=False)).encode(), "acme-info")
     options = DomainOptions(domain=DOMAIN, trust_roots=[gateway.pki.root])
     with server, NetClient() as client:

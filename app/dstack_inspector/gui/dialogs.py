@@ -74,6 +74,17 @@ class VerifyAppDialog(QDialog):
             super().accept()
 
 
+def _close_layout(dialog: QDialog, top: QWidget, body: QWidget, size: tuple[int, int]) -> None:
+    """A dialog of one header, one body that takes the space, and a Close button."""
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(dialog.reject)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(top)
+    layout.addWidget(body, 1)
+    layout.addWidget(buttons)
+    dialog.resize(*size)
+
+
 def _task_label(task: TaskSummary) -> str:
     return f"#{task.id}  {task.verdict.upper():<10}  {task.title}  ({format_time(task.created_at)})"
 
@@ -103,13 +114,9 @@ class CompareDialog(QDialog):
         pick.addWidget(self.a, 1)
         pick.addWidget(QLabel("B"))
         pick.addWidget(self.b, 1)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(pick)
-        layout.addWidget(self.view, 1)
-        layout.addWidget(buttons)
-        self.resize(1100, 700)
+        header = QWidget()
+        header.setLayout(pick)
+        _close_layout(self, header, self.view, (1100, 700))
         self._update()
 
     def select(self, a: int, b: int) -> None:
@@ -159,11 +166,5 @@ class PackResultDialog(QDialog):
         headline = QLabel("The pack verifies: signature, digests and an offline re-run agree." if result.ok else
                           "The pack does not verify — see the problems below.")
         headline.setStyleSheet(f"font-weight: bold; color: {'#2e7d32' if result.ok else '#c62828'};")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(headline)
-        layout.addWidget(self.text, 1)
-        layout.addWidget(buttons)
-        self.resize(760, 460)
+        _close_layout(self, headline, self.text, (760, 460))
         self.setWindowModality(Qt.WindowModality.WindowModal)

@@ -209,10 +209,14 @@ class HistoryView(QWidget):
         self.until = QDateEdit(today, calendarPopup=True, displayFormat="yyyy-MM-dd")
         self.status = QLabel()
 
+        # Two rows, so the pane stays narrow beside the report: text and verdict, then the date range.
         filters = QHBoxLayout()
         filters.addWidget(self.search, 1)
-        for widget in (self.verdict, self.since_check, self.since, self.until_check, self.until):
-            filters.addWidget(widget)
+        filters.addWidget(self.verdict)
+        dates = QHBoxLayout()
+        for widget in (self.since_check, self.since, self.until_check, self.until):
+            dates.addWidget(widget)
+        dates.addStretch(1)
 
         self.table = QTableView()
         self.table.setModel(self.model)
@@ -234,6 +238,7 @@ class HistoryView(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(filters)
+        layout.addLayout(dates)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.status)
 

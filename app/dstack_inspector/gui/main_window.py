@@ -83,7 +83,7 @@ def _domain_of(report: Report) -> str | None:
 
 
 class MainWindow(QMainWindow):
-    """History | (banner; graph | drill-down tabs); status bar with progress, anchor, network and findings."""
+    """History | (banner; graph above the drill-down tabs); status bar with progress, anchor, network, findings."""
 
     verificationSettled = Signal()  # the shown verification ended: result, error or cancel
     stateChanged = Signal(str)
@@ -278,13 +278,13 @@ class MainWindow(QMainWindow):
             self.balance_splitters()
 
     def balance_splitters(self) -> None:
-        width = max(self.view.splitter.width(), 1000)
-        self.view.splitter.setSizes([int(width * 0.42), int(width * 0.58)])
+        height = max(self.view.splitter.height(), 600)
+        self.view.splitter.setSizes([int(height * 0.42), int(height * 0.58)])
         cwidth = max(self.view.checks_splitter.width(), 700)
         self.view.checks_splitter.setSizes([int(cwidth * 0.5), int(cwidth * 0.5)])
         qwidth = max(self.quote_pane.splitter.width(), 700)
         self.quote_pane.splitter.setSizes([int(qwidth * 0.5), int(qwidth * 0.5)])
-        self.resizeDocks([self.side_dock], [300], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.side_dock], [280], Qt.Orientation.Horizontal)
 
     # ---- evidence ---------------------------------------------------------------------------------------------
     def load_demo(self) -> bool:
@@ -442,7 +442,9 @@ class MainWindow(QMainWindow):
 
     def _job(self, s: Session) -> VerifyJob:
         settings = self.settings
-        return VerifyJob(items=s.items, anchor=s.anchor, now=s.now, offline=self.offline_action.isChecked(),
+        # The demo is complete and synthetic: online, its made-up domain would only meet the real DNS.
+        offline = self.offline_action.isChecked() or s.is_demo
+        return VerifyJob(items=s.items, anchor=s.anchor, now=s.now, offline=offline,
                          app_id=s.app_id, cloud_url=settings.cloud_api_url, pccs_url=settings.pccs_url,
                          domain=s.domain, images=ImageOptions(cache_dir=cache_dir(),
                                                             cache_cap_bytes=settings.image_cache_cap_bytes()))

@@ -1,4 +1,4 @@
-"""One report on screen: the trust graph beside the drill-down tabs (object, checks, quote, event log, certificates,
+"""One report on screen: the trust graph above the drill-down tabs (object, checks, quote, event log, certificates,
 TCB, report, inputs), with an entity selector for the per-entity panes. Selecting a node opens its object; opening a
 check of another entity switches the per-entity panes to it."""
 
@@ -63,7 +63,7 @@ class ReportView(QWidget):
         row.addWidget(self.entity_combo)
         self.tabs.setCornerWidget(corner, Qt.Corner.TopRightCorner)
 
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)  # the graph's three columns want the full width
         self.splitter.addWidget(self.graph)
         self.splitter.addWidget(self.tabs)
         self.splitter.setChildrenCollapsible(False)
