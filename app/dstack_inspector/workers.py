@@ -25,7 +25,8 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dstack_verifier.errors import InputError
 from dstack_verifier.evidence import Evidence
@@ -68,6 +69,11 @@ class WorkerSignals(QObject):
     error = Signal(str)
     cancelled = Signal()
     finished = Signal()
+
+
+# Pool threads for verifications. The work is mostly Python, so under the GIL more threads add no throughput; they
+# only make the event loop wait longer for the interpreter. More verifications than threads wait in the pool's queue.
+POOL_THREADS = 2
 
 
 def error_message(exc: BaseException) -> str:
@@ -146,6 +152,15 @@ class VerifyWorker(QRunnable):
         finally:
             if client is not None:
                 client.close()
+
+
+def save_report(path: Path, report: Report, **task: Any) -> int:
+    """Save a report in the task history at `path` through a connection of the calling (pool) thread: SQLite's
+    fsyncs then never stall the event loop, and WAL lets the window's own connection go on reading."""
+    from .store import TaskStore
+
+    with TaskStore(path) as store:
+        return store.add(report, **task)
 
 
 class CallWorker(QRunnable):

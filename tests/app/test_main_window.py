@@ -36,7 +36,8 @@ def test_a_verification_is_saved_and_reopened_from_the_history(window, qtbot):
     stored = window.store.get(task_id)
     assert stored.verdict == report.verdict.value and stored.source == "demo"
 
-    window.load_demo()  # a second run of the same evidence, saved apart
+    with qtbot.waitSignal(window.taskSaved, timeout=WAIT_MS):
+        window.load_demo()  # a second run of the same evidence, saved apart
     settle(qtbot, window)
     assert window.store.count() == 2
     window.open_task(task_id)  # shown as it was, without verifying again
@@ -156,7 +157,7 @@ def test_export_a_signed_pack_then_open_it(window, qtbot, tmp_path):
     result = window.last_pack
     assert result.ok, [p.message for p in result.problems]
     assert window.pack_dialog.isVisible() and "PACK VERIFIED" in window.pack_dialog.text.toPlainText()
-    assert window.store.count() == count + 1
+    qtbot.waitUntil(lambda: window.store.count() == count + 1, timeout=WAIT_MS)  # saved from the pool
     assert [c.status for c in window.report.checks] == [c.status for c in report.checks]
 
 
@@ -182,12 +183,14 @@ def test_a_tampered_pack_says_so(window, qtbot, tmp_path):
 
 
 def test_compare_two_tasks(window, qtbot, tmp_path):
-    window.load_demo()
+    with qtbot.waitSignal(window.taskSaved, timeout=WAIT_MS):
+        window.load_demo()
     settle(qtbot, window)
     ev = make_evidence(seed="compare", now=1_750_000_000)
     quote = tmp_path / "q.bin"
     quote.write_bytes(ev.quote)
-    window.open_paths([quote])
+    with qtbot.waitSignal(window.taskSaved, timeout=WAIT_MS):
+        window.open_paths([quote])
     settle(qtbot, window)
     window.compare()
     dialog = window.compare_dialog
@@ -208,7 +211,8 @@ def test_verify_an_app_by_id_from_loopback_servers(qtbot, tmp_path, monkeypatch)
         win = MainWindow(settings=settings)
         qtbot.addWidget(win)
         win.show()
-        assert win.open_app(dataset.app_id)
+        with qtbot.waitSignal(win.taskSaved, timeout=WAIT_MS):
+            assert win.open_app(dataset.app_id)
         report = settle(qtbot, win)
         assert set(report.entities) == {"app", "kms", "gateway"}
         assert win.store.get(win.task_id).source == "online"
@@ -217,8 +221,6 @@ def test_verify_an_app_by_id_from_loopback_servers(qtbot, tmp_path, monkeypatch)
         assert not win.open_app(dataset.app_id)
         assert "needs the network" in win.message_bar.text()
         win.close()
-        win.deleteLater()
-        qtbot.wait(10)
 
 
 def test_settings_apply_and_persist(window, qtbot, tmp_path):

@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from ..settings import UserSettings, cache_dir, load_settings, save_settings
 from ..store import StoreError, TaskStore
-from ..workers import CallWorker, VerifyJob, VerifyWorker
+from ..workers import POOL_THREADS, CallWorker, VerifyJob, VerifyWorker, save_report
 from .history_view import HistoryView
 from .report_view import ReportView
 from .tasks_view import TasksView
@@ -95,7 +95,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("dstack-inspector")
         self.setAcceptDrops(True)
         self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(4)
+        self.pool.setMaxThreadCount(POOL_THREADS)
         self.session: Session | None = None
         self.report: Report | None = None
         self.task_id: int | None = None  # the history id of the report on screen
@@ -519,13 +519,13 @@ class MainWindow(QMainWindow):
             return  # a cancelled or superseded verification
         task = self.tasks[number]
         self.tasks_view.remove(number)
-        task_id = self._save(report, task.session)
+        self._save(report, task.session)
         if number != self._current:
             self.statusBar().showMessage(f"{task.session.title}: {report.verdict.value} (saved to the history)",
                                          8000)
             return
         self._current = None
-        self.task_id = task_id
+        self.task_id = None  # until it is saved
         self._show_results(report)
         self._set_state("done")
         self.statusBar().showMessage(f"Verified in {sum(report.timings.values()) * 1000:.0f} ms", 8000)
@@ -556,19 +556,28 @@ class MainWindow(QMainWindow):
             del self.tasks[number]
             self.tasks_view.remove(number)
 
-    def _save(self, report: Report, session: Session) -> int | None:
+    def _save(self, report: Report, session: Session) -> None:
+        """Save a report in the history, on the pool (see `save_report`); `taskSaved(id)` when it is."""
         if self.store is None:
-            return None
-        try:
-            task_id = self.store.add(report, title=session.title, source=session.source,  # type: ignore[arg-type]
-                                     app_id=_app_id_of(report), domain=_domain_of(report))
-        except StoreError as exc:
-            self.message_bar.show_message("warn", "The result could not be saved in the history:", [exc.describe()])
-            return None
+            return
+        path = self.store.path
+        task = {"title": session.title, "source": session.source, "app_id": _app_id_of(report),
+                "domain": _domain_of(report)}
+        worker = CallWorker(lambda: save_report(path, report, **task))
+        worker.signals.result.connect(lambda task_id: self._on_saved(report, task_id))
+        worker.signals.error.connect(
+            lambda message: self.message_bar.show_message("warn", "The result could not be saved in the history:",
+                                                          [message]))
+        worker.signals.finished.connect(lambda: self._calls.remove(worker))
+        self._calls.append(worker)
+        self.pool.start(worker)
+
+    def _on_saved(self, report: Report, task_id: int) -> None:
+        if self.report is report:
+            self.task_id = task_id
         if self.history_view is not None:
             self.history_view.refresh()
         self.taskSaved.emit(task_id)
-        return task_id
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -742,8 +751,9 @@ class MainWindow(QMainWindow):
             session = Session(items=[detect(shown.to_json().encode(), Path(result.path).name)], anchor=anchor,
                               title=f"pack {Path(result.path).name}", now=shown.verified_at, source="pack")
             self.session = session
-            self.task_id = self._save(shown, session)
+            self.task_id = None
             self._show_results(shown)
+            self._save(shown, session)
             self._set_state("done")
         self.pack_dialog = PackResultDialog(result, self)
         self.pack_dialog.show()
