@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trust roots for the gateway's TLS chain (default: the system trust store)")
     v.add_argument("--ct-log", action="store_true", help="scan the certificate transparency log (slow; off by default)")
     v.add_argument("--crtsh-url", metavar="URL", help="crt.sh base URL for --ct-log (default: https://crt.sh/)")
+    v.add_argument("--mask", action="store_true",
+                   help="mask docker_compose_file in the report's data objects, for sharing (the evidence is kept)")
     v.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     v.add_argument("--output", type=Path, help="write the JSON report to this file")
     m = sub.add_parser("measure", help="print the expected MRTD, RTMR0-2 and every event digest of an OS image")
@@ -253,6 +255,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+    if args.mask:
+        from dstack_verifier.collector import mask_sensitive
+
+        report = report.model_copy(update={"data_objects": mask_sensitive(report.data_objects)})
     text = report.to_json()
     if args.output:
         args.output.write_text(text + "\n")

@@ -144,3 +144,16 @@ def test_legacy_answer_is_not_passed_as_the_trust_center_stubs_would(capsys, tmp
         assert check["details"]["legacy_stub"] is True
     assert set(report["entities"]) == {"app"}
     assert report["verdict"] in ("incomplete", "fail") and code in (1, 3)
+
+
+def test_mask_hides_the_compose_files_of_the_data_objects(capsys, tmp_path: Path) -> None:
+    answer = tmp_path / "attestations.json"
+    answer.write_text(json.dumps(Dataset1.load().cloud_answer()))
+    _, plain = run_json(capsys, "verify", answer, "--offline")
+    _, masked = run_json(capsys, "verify", answer, "--offline", "--mask")
+    gateway = next(o for o in masked["data_objects"] if o["id"] == "gateway-code")
+    assert gateway["fields"]["masked"] is True
+    assert '"docker_compose_file":"[MASKED]"' in gateway["fields"]["compose_file"]
+    original = next(o for o in plain["data_objects"] if o["id"] == "gateway-code")
+    assert "[MASKED]" not in original["fields"]["compose_file"]
+    assert [c["status"] for c in masked["checks"]] == [c["status"] for c in plain["checks"]]
