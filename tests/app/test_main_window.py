@@ -245,3 +245,21 @@ def _demo_paths(tmp_path: Path) -> list[Path]:
             path.write_bytes(item.data)
         paths.append(path)
     return paths
+
+
+def test_the_gateway_tls_chain_shows_in_the_certificates_tab(window, qtbot):
+    window.load_demo()
+    settle(qtbot, window)
+    window.select_object("gateway-domain")
+    assert window.view.entity == "gateway"
+    chains = window.view.cert_pane.chains
+    assert chains.get("TLS") and len(chains["TLS"]) == 2  # the served wildcard certificate and its issuing CA
+
+
+def test_the_signing_key_is_shown_and_its_public_key_exported(window, tmp_path):
+    assert "made when the first report is exported" in window.about_text()
+    out = tmp_path / "me.pub.pem"
+    shown = window.export_public_key(out)
+    assert out.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    assert f"fingerprint: {shown}" in window.about_text()
+    assert (window.signing_key_path().stat().st_mode & 0o777) == 0o600

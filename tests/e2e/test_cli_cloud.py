@@ -157,3 +157,39 @@ def test_mask_hides_the_compose_files_of_the_data_objects(capsys, tmp_path: Path
     original = next(o for o in plain["data_objects"] if o["id"] == "gateway-code")
     assert "[MASKED]" not in original["fields"]["compose_file"]
     assert [c["status"] for c in masked["checks"]] == [c["status"] for c in plain["checks"]]
+
+
+def test_a_gateway_whose_tls_does_not_verify_is_one_error_check(capsys, tmp_path: Path, monkeypatch) -> None:
+    """The gateway's endpoints are fetched over verified TLS: a certificate no trusted root issued is a clear error on
+    the gateway's domain phase, and the rest is still verified."""
+    import ssl
+
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.support.cloud_server import DstackServer, cloud_path
+    from tests.support.web_pki import Pki
+
+    monkeypatch.setenv("DSTACK_INSPECTOR_CACHE_DIR", str(tmp_path / "cache"))
+    pki = Pki()
+    leaf = pki.leaf(pki.tee_key, ["localhost", "127.0.0.1"])
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, pki.inter))
+    (tmp_path / "chain.pem").write_bytes(chain)
+    (tmp_path / "key.pem").write_bytes(pki.tee_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
+    dataset = Dataset1.load()
+    gateway = DstackServer(dataset)
+    gateway.ssl_context = context
+    with DstackServer(dataset) as server, gateway:
+        answer = dataset.cloud_answer()
+        answer["kms_info"]["gateway_app_url"] = gateway.url
+        server.set_json(cloud_path(dataset.app_id), answer)
+        code, report = run_json(capsys, "verify", "--app-id", dataset.app_id, "--cloud-url", server.cloud_base_url,
+                                "--pccs-url", server.url, "--no-cache")
+    checks = {(c["entity"], c["id"]): c for c in report["checks"]}
+    tee = checks[("gateway", "domain.tee_controlled_key")]
+    assert tee["status"] == "error" and "certificate" in tee["summary"].lower(), tee["summary"]
+    assert checks[("app", "eventlog.replay")]["status"] == "pass"
+    assert checks[("gateway", "eventlog.replay")]["status"] == "pass"
+    assert code in (1, 3)

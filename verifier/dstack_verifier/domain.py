@@ -730,6 +730,7 @@ def _cert_entry(cert: x509.Certificate, now: datetime) -> dict[str, Any]:
         "valid_at_now": cert.not_valid_before_utc <= now <= cert.not_valid_after_utc,
         "spki_sha256": _sha256(spki),
         "key_type": _key_type(spki),
+        "pem": cert.public_bytes(serialization.Encoding.PEM).decode(),  # the served certificate, for the reviewer
     }
     names = _dns_names(cert)
     if names:

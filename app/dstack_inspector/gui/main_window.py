@@ -166,6 +166,8 @@ class MainWindow(QMainWindow):
         self.anchor_intel_action = self._action(None, "Use the Intel SGX Root CA", self.use_intel_anchor)
         self.anchor_file_action = self._action(None, "Use a root CA file…", self.choose_anchor)
         self.about_action = self._action(sp.SP_MessageBoxInformation, "About", self.show_about)
+        self.key_action = self._action(None, "Export the signing key's public key…", self.choose_public_key_export,
+                                       tip="Whoever checks your packs trusts this key (its fingerprint is in About)")
         self.quit_action = self._action(None, "Quit", self.close, key(key.StandardKey.Quit))
 
         menu = self.menuBar()
@@ -173,7 +175,7 @@ class MainWindow(QMainWindow):
         file_menu.addActions([self.open_action, self.app_action, self.paste_action, self.demo_action])
         self.recent_menu = file_menu.addMenu("Open recent")
         file_menu.addSeparator()
-        file_menu.addActions([self.export_action, self.pack_action])
+        file_menu.addActions([self.export_action, self.pack_action, self.key_action])
         file_menu.addSeparator()
         file_menu.addActions([self.settings_action, self.quit_action])
         verify_menu = menu.addMenu("&Verify")
@@ -842,7 +844,35 @@ class MainWindow(QMainWindow):
             label = s.anchor_label if s is not None and s.anchor_label else "not Intel"
             lines.append(f"  {label}: a result resting on this root proves nothing about genuine Intel hardware.")
         lines += ["", f"Signing key for exported reports: {self.signing_key_path()}"]
+        fingerprint = self.signing_key_fingerprint()
+        lines.append(f"  fingerprint: {fingerprint}" if fingerprint else "  (made when the first report is exported)")
         return "\n".join(lines)
+
+    def signing_key_fingerprint(self) -> str | None:
+        from dstack_verifier.report.keys import fingerprint, load_signing_key
+
+        path = self.signing_key_path()
+        if not path.exists():
+            return None
+        try:
+            return fingerprint(load_signing_key(path).public_key())
+        except InputError as exc:
+            return f"unusable: {exc.describe()}"
+
+    def choose_public_key_export(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(self, "Export the public key", "dstack-inspector.pub.pem",
+                                              "PEM (*.pem)")
+        if name:
+            self.export_public_key(Path(name))
+
+    def export_public_key(self, out: Path) -> str:
+        """Write the signing key's public key (PEM; the key is made first if there is none); its fingerprint."""
+        from dstack_verifier.report.keys import fingerprint, load_or_create_signing_key, public_pem
+
+        key = load_or_create_signing_key(self.signing_key_path()).public_key()
+        out.write_bytes(public_pem(key))
+        self.statusBar().showMessage(f"Public key written to {out} (fingerprint {fingerprint(key)})", 10000)
+        return fingerprint(key)
 
     def show_about(self) -> None:
         box = QMessageBox(QMessageBox.Icon.Information, "About dstack-inspector", self.about_text(),
