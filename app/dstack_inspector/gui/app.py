@@ -81,11 +81,13 @@ def take_screenshot(window: MainWindow, path: Path) -> bool:
 
 
 def run_gui(evidence: list[Path] | None = None, screenshot: Path | None = None) -> int:
+    from ..settings import load_settings
     from .theme import apply_theme
 
     app = application()
-    window = MainWindow()  # it loads the settings, and shows what was wrong with them
-    apply_theme(app, window.settings.theme)
+    settings, warning = load_settings()
+    apply_theme(app, settings.theme)  # before the widgets exist, so that every one of them takes the palette
+    window = MainWindow(settings=settings, settings_warning=warning)
     tune_gc()
     if evidence:
         window.open_paths([Path(p) for p in evidence])

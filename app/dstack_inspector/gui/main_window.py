@@ -90,7 +90,7 @@ class MainWindow(QMainWindow):
     taskSaved = Signal(int)  # a history id
 
     def __init__(self, parent: QWidget | None = None, *, store: TaskStore | None = None,
-                 settings: UserSettings | None = None) -> None:
+                 settings: UserSettings | None = None, settings_warning: str | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("dstack-inspector")
         self.setAcceptDrops(True)
@@ -105,7 +105,7 @@ class MainWindow(QMainWindow):
         self._numbers = 0
         self._calls: list[CallWorker] = []
         self._custom_anchor: TrustAnchor | None = None
-        warning = None
+        warning = settings_warning
         if settings is None:
             settings, warning = load_settings()
         self.settings = settings
