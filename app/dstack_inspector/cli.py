@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trust roots for the gateway's TLS chain (default: the system trust store)")
     v.add_argument("--ct-log", action="store_true", help="scan the certificate transparency log (slow; off by default)")
     v.add_argument("--crtsh-url", metavar="URL", help="crt.sh base URL for --ct-log (default: https://crt.sh/)")
+    v.add_argument("--nras-url", metavar="URL",
+                   help="NVIDIA's attestation service for GPU evidence (default: https://nras.attestation.nvidia.com)")
+    v.add_argument("--ita-api-key", metavar="KEY",
+                   help="also appraise the quotes with Intel Trust Authority (default: $ITA_API_KEY; off when unset)")
+    v.add_argument("--ita-url", metavar="URL", help="Intel Trust Authority API base URL (default: Intel's)")
     v.add_argument("--mask", action="store_true",
                    help="mask docker_compose_file in the report's data objects, for sharing (the evidence is kept)")
     v.add_argument("--json", action="store_true", help="print the JSON report on stdout")
@@ -162,6 +167,21 @@ def _onchain_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                           app_contract=args.app_contract)
 
 
+def _ita_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """ITA appraisal options when an API key is given (option, or ITA_API_KEY / the Trust Center's variable)."""
+    key = args.ita_api_key or os.environ.get("ITA_API_KEY") or os.environ.get("INTEL_TRUST_AUTHORITY_API_KEY")
+    if not key:
+        return None
+    from dstack_verifier.ita import DEFAULT_BASE_URL, ItaOptions
+
+    base = args.ita_url or DEFAULT_BASE_URL
+    if not base.startswith(("https://", "http://")):
+        raise UsageError(f"--ita-url: {base!r} is not an http(s) URL")
+    if not args.ita_url:
+        return ItaOptions(api_key=key)
+    return ItaOptions(api_key=key, base_url=base, jwks_url=base.rstrip("/") + "/certs")  # a stand-in serves both
+
+
 def _domain_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """None when no domain option is given, so that a re-run of a report keeps the options it recorded."""
     from dstack_verifier.domain import DEFAULT_CRTSH_URL
@@ -233,6 +253,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         onchain=_onchain_options(args),
         domain=_domain_options(args),
         agent_url=args.agent_url,
+        nras_url=args.nras_url,
+        ita=_ita_options(args),
         images=ImageOptions(image_dir=args.image_dir, cache_dir=cache_dir(), fetch=args.fetch_image,
                             acpi_tool=args.acpi_tool, image_base_url=_image_base_url(args.image_base_url)),
     )

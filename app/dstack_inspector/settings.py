@@ -69,6 +69,7 @@ class UserSettings(BaseModel):
     signing_key_path: str = ""  # empty: no signing key chosen yet
     theme: Theme = "system"
     recent_files: list[str] = Field(default_factory=list, max_length=50)  # newest first
+    ita_api_key: str = Field(default="", repr=False, max_length=512)  # empty: no ITA appraisal (the default)
 
     @field_validator("rpc_urls")
     @classmethod

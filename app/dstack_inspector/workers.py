@@ -42,6 +42,7 @@ from .settings import collateral_cache_dir
 
 if TYPE_CHECKING:  # the domain phase's modules (dnspython…) load when a verification needs them
     from dstack_verifier.domain_phase import DomainOptions
+    from dstack_verifier.ita import ItaOptions
 
 
 @dataclass
@@ -59,6 +60,7 @@ class VerifyJob:
     pccs_url: str | None = None
     domain: DomainOptions | None = None
     images: ImageOptions | None = None
+    ita: ItaOptions | None = None
 
 
 class WorkerSignals(QObject):
@@ -137,6 +139,7 @@ class VerifyWorker(QRunnable):
             pccs_url=job.pccs_url or os.environ.get("PCCS_URL") or PHALA_PCCS_URL,
             domain=job.domain,
             images=job.images,
+            ita=job.ita,
         )
         progress = Progress(report=self.signals.progress.emit, cancelled=lambda: self.cancelled)
         client = None if job.offline else self._client_factory()

@@ -263,3 +263,21 @@ def test_the_signing_key_is_shown_and_its_public_key_exported(window, tmp_path):
     assert out.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
     assert f"fingerprint: {shown}" in window.about_text()
     assert (window.signing_key_path().stat().st_mode & 0o777) == 0o600
+
+
+def test_settings_keep_recent_files_and_pass_the_ita_key_to_the_jobs(window, qtbot, tmp_path):
+    from dstack_inspector.gui.settings_dialog import SettingsDialog
+
+    window.settings = window.settings.model_copy(update={"recent_files": ["/tmp/a.json"]})
+    dialog = SettingsDialog(window.settings, window, path=tmp_path / "settings.json")
+    qtbot.addWidget(dialog)
+    dialog.ita_api_key.setText("  secret-key ")
+    edited = dialog.edited()
+    assert edited.recent_files == ["/tmp/a.json"] and edited.ita_api_key == "secret-key"
+    assert "secret-key" not in repr(edited)
+    window.apply_settings(edited)
+    demo = load_demo()
+    from dstack_inspector.gui.main_window import Session
+
+    job = window._job(Session(items=demo.items, anchor=demo.anchor, title="t"))
+    assert job.ita is not None and job.ita.api_key == "secret-key"

@@ -161,6 +161,10 @@ def _detect_json(data: bytes, name: str) -> Evidence:
         return Evidence(name, "recording", data, json=doc)
     if all(k in doc for k in COLLATERAL_KEYS):
         return Evidence(name, "collateral", data, json=doc)
+    from .gpu import is_gpu_evidence, parse_gpu_evidence
+
+    if is_gpu_evidence(doc):  # NVIDIA GPU evidence (a Redpill bundle's nvidia_payload, or the payload itself)
+        return Evidence(name, "gpu-evidence", data, json=doc, extra={"gpu": parse_gpu_evidence(doc, name)})
     if "quote" in doc:
         value = doc["quote"]
         if not isinstance(value, str):

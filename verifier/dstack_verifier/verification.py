@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from .source import check_compose_hash, check_mr_config_id, parse_compose
 
 if TYPE_CHECKING:  # the measurement and domain modules are imported when their phase runs
     from .domain_phase import DomainOptions, GatewayEndpoints
+    from .ita import ItaOptions
     from .measure.image import ImageFolder
     from .measure.model import Measurement
     from .sources.agent import AgentInfo
@@ -72,6 +74,8 @@ class VerifyOptions:
     images: ImageOptions | None = None
     domain: DomainOptions | None = None
     agent_url: str | None = None  # the app's guest agent (default: https://<app_id>-8090.<gateway domain>)
+    ita: ItaOptions | None = None  # an Intel Trust Authority appraisal besides our own (off without an API key)
+    nras_url: str | None = None  # NVIDIA's attestation service for GPU evidence (default: NVIDIA's)
 
 
 class Cancelled(Exception):
@@ -520,7 +524,7 @@ def _recording_input(exchanges: list[Exchange]) -> InputFile:
 
 
 SHARED_KINDS = ("collateral", "recording")  # evidence that applies to every entity of a multi-entity answer
-BESIDE_CLOUD = ("acme-info", "agent-info")  # the gateway's and the app's own answers, saved beside a Cloud answer
+BESIDE_CLOUD = ("acme-info", "agent-info", "gpu-evidence")  # the gateway's and the app's own answers
 
 
 def _replayable(exchange: Exchange, options: VerifyOptions) -> bool:
@@ -676,8 +680,10 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     instance = (answer.instance_index(agent.instance_id) if agent is not None else None) or 0
     per_entity = to_evidence(answer, instance=instance, acme_info=gateway.acme, app_info=agent)
     memo = memo or CollateralMemo()
+    gpu = [e for e in items if e.kind == "gpu-evidence"]  # the app's GPUs
     reports = [
-        (entity, _verify_entity(entity_items + shared, options, client=client, cache=cache, memo=memo,
+        (entity, _verify_entity(entity_items + shared + (gpu if entity == "app" else []), options, client=client,
+                                cache=cache, memo=memo,
                                 entity=entity, gateway=gateway if entity == "gateway" else None,  # type: ignore[arg-type]
                                 progress=progress))
         for entity, entity_items in per_entity.items()
@@ -725,6 +731,41 @@ def _missing_entity(entity: Entity, answer: CloudAttestations) -> Check:
     return Check(id="hardware.entity_evidence", entity=entity, phase="hardware", status=CheckStatus.SKIP,
                  anchor=Anchor.NONE, summary=f"not verified: {reason}",
                  details={"reason": reason, "legacy_stub": bool(legacy), "legacy_reason": legacy})
+
+
+def _ita_check(hw: HardwareResult, options: VerifyOptions, client: NetClient | None, entity: Entity) -> Check:
+    from .ita import check_ita
+
+    assert hw.quote is not None
+    return check_ita(hw.quote, hw.status, client=client if not options.offline else None, now=options.now,
+                     options=options.ita, entity=entity)
+
+
+def _gpu_check(ev: EntityEvidence, items: list[Evidence], options: VerifyOptions, client: NetClient | None,
+               state: _SourceState) -> Check | None:
+    """`gpu.attestation` for an app with GPUs (its VM config says so) or with GPU evidence given; None otherwise."""
+    from .gpu import DEFAULT_JWKS_URL, DEFAULT_NRAS_URL, check_gpu_attestation
+
+    given = [e for e in items if e.kind == "gpu-evidence"]
+    if len(given) > 1:
+        raise InputError(f"several GPU evidence files among the evidence ({', '.join(e.name for e in given)})")
+    gpus = (ev.vm_config or {}).get("num_gpus")
+    if not given and not (isinstance(gpus, int) and gpus > 0):
+        return None
+    # A replay asks where the recorded run asked (it may have been given --nras-url).
+    asked = [x.url for x in ev.recording if x.method == "POST" and "/attest/gpu" in x.url]
+    nras_url = options.nras_url or (asked[0] if asked else None)
+    nras = nras_url or DEFAULT_NRAS_URL
+    origin = urllib.parse.urlsplit(nras)
+    jwks = DEFAULT_JWKS_URL if nras_url is None else \
+        f"{origin.scheme}://{origin.netloc}/.well-known/jwks.json"  # NRAS publishes its keys at its origin
+    net: NetClient = ReplayClient(ev.recording) if ev.recording else (client or NetClient(offline=True))
+    if not given:
+        state.absent.add("gpu.attestation")
+    return check_gpu_attestation(given[0].extra["gpu"] if given else None, client=net,
+                                 now=datetime.fromtimestamp(options.now, UTC), nras_url=nras, jwks_url=jwks,
+                                 entity=ev.entity,
+                                 reason_absent=f"the VM config names {gpus} GPU(s) but no GPU evidence was given")
 
 
 def _hardware_ok(checks: list[Check]) -> bool | None:
@@ -804,6 +845,8 @@ def _verify_entity(
     state = _SourceState()
     entity_out = _hardware_entity(hw)
     if hw.quote is not None:
+        if options.ita is not None:  # optional, off by default: no key, no check
+            checks.append(_ita_check(hw, options, client, ev.entity))
         t2 = time.perf_counter()
         progress.step(f"{entity}: event log")
         checks += _eventlog_checks(ev, hw.quote, state)
@@ -821,6 +864,9 @@ def _verify_entity(
         else:
             checks += [_skip(check_id, ev.entity, "os", "phase os not selected") for check_id in OS_CHECKS]
         timings["os"] = time.perf_counter() - t4
+        gpu = _gpu_check(ev, items, options, client, state)
+        if gpu is not None:
+            checks.append(gpu)
         if entity == "gateway":
             t5 = time.perf_counter()
             progress.step(f"{entity}: domain")

@@ -448,8 +448,15 @@ class MainWindow(QMainWindow):
         offline = self.offline_action.isChecked() or s.is_demo
         return VerifyJob(items=s.items, anchor=s.anchor, now=s.now, offline=offline,
                          app_id=s.app_id, cloud_url=settings.cloud_api_url, pccs_url=settings.pccs_url,
-                         domain=s.domain, images=ImageOptions(cache_dir=cache_dir(),
+                         domain=s.domain, ita=self._ita_options(), images=ImageOptions(cache_dir=cache_dir(),
                                                             cache_cap_bytes=settings.image_cache_cap_bytes()))
+
+    def _ita_options(self):  # type: ignore[no-untyped-def]
+        if not self.settings.ita_api_key:
+            return None
+        from dstack_verifier.ita import ItaOptions
+
+        return ItaOptions(api_key=self.settings.ita_api_key)
 
     def verify(self) -> None:
         """Verify the session on screen on the pool. Its running verification, if any, is superseded; other

@@ -54,6 +54,7 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("Settings")
         self.setMinimumWidth(640)
         self._path = path
+        self._kept = {"recent_files": settings.recent_files}  # not edited here, but not to be lost on OK
         self._choose_directory = choose_directory
         self._choose_file = choose_file
         self.result_settings: UserSettings | None = None
@@ -72,7 +73,10 @@ class SettingsDialog(QDialog):
         self.image_cache_cap.setDecimals(1)
         self.image_cache_cap.setSuffix(" GB")
         self.signing_key_path = QLineEdit()
-        self.signing_key_path.setPlaceholderText("no key chosen: reports are exported unsigned")
+        self.signing_key_path.setPlaceholderText("default: a key made on the first export, in the app's data folder")
+        self.ita_api_key = QLineEdit()
+        self.ita_api_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.ita_api_key.setPlaceholderText("optional: an Intel Trust Authority appraisal besides our own")
         self.theme = QComboBox()
         for key, label in THEME_LABELS.items():
             self.theme.addItem(label, key)
@@ -89,6 +93,7 @@ class SettingsDialog(QDialog):
             name = CHAINS[chain].name if chain in CHAINS else chain
             form.addRow(f"JSON-RPC ({name}):", edit)
         form.addRow("Phala Cloud API:", self.cloud_api_url)
+        form.addRow("Intel Trust Authority key:", self.ita_api_key)
         form.addRow("", self.offline)
         storage = QGroupBox("OS images and signing")
         form2 = QFormLayout(storage)
@@ -143,6 +148,7 @@ class SettingsDialog(QDialog):
         self.image_cache_dir.setText(s.image_cache_dir)
         self.image_cache_cap.setValue(s.image_cache_cap_gb)
         self.signing_key_path.setText(s.signing_key_path)
+        self.ita_api_key.setText(s.ita_api_key)
         self.theme.setCurrentIndex(self.theme.findData(s.theme))
         self.error.hide()
 
@@ -162,7 +168,9 @@ class SettingsDialog(QDialog):
             "image_cache_dir": self.image_cache_dir.text().strip(),
             "image_cache_cap_gb": self.image_cache_cap.value(),
             "signing_key_path": self.signing_key_path.text().strip(),
+            "ita_api_key": self.ita_api_key.text().strip(),
             "theme": self.theme.currentData(),
+            **self._kept,
         })
 
     def _field(self, loc: tuple) -> tuple[str, QWidget | None]:

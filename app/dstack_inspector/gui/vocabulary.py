@@ -59,6 +59,8 @@ ANCHOR_EXPLANATIONS = {
     "quote": "rests on the content of the quote alone",
     "event-log-only": "rests on the event log only, not on a recomputed measurement",
     "none": "rests on nothing verifiable (informational)",
+    "nvidia-nras": "rests on NVIDIA's Remote Attestation Service and the token keys it publishes",
+    "ita-root": "rests on Intel Trust Authority's token signing chain",
 }
 
 # Which quote field a check is about (the details pane offers a link to it).
