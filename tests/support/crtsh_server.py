@@ -28,7 +28,7 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer, respond
 
 ListingFailure = Literal["500", "502", "malformed", "not-a-list", "bad-rows", "huge", "drop"]
 CertFailure = Literal["404", "malformed", "huge", "der", "other-cert"]
@@ -185,13 +185,6 @@ def _make_handler(server: CrtShServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, b"Not Found", "text/plain")
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
+            respond(self, status, body, content_type)
 
     return Handler

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from dstack_verifier.ita import ItaOptions
 
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer, respond
 
 API_KEY = "test-ita-api-key-5f1e"
 KID = "test-ita-signing-key-1"
@@ -211,13 +211,6 @@ def _make_handler(server: ItaServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, json.dumps({"token": server.token(quote)}).encode())
 
         def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
+            respond(self, status, body, content_type)
 
     return Handler

@@ -33,7 +33,7 @@ from dstack_verifier.resources import resource_path
 from eth_abi import decode, encode
 from eth_utils import function_abi_to_4byte_selector, to_checksum_address
 
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer, respond
 
 Failure = Literal["500", "503", "malformed", "not-json", "drop", "no-result", "bad-hex"]
 
@@ -438,13 +438,6 @@ def _make_handler(node: RpcNode) -> type[BaseHTTPRequestHandler]:
             self._send(200, body)
 
         def _send(self, status: int, body: bytes) -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
+            respond(self, status, body, "application/json")
 
     return Handler

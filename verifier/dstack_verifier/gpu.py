@@ -40,6 +40,7 @@ from .errors import InputError
 from .jsontext import json_kind, load_json
 from .model import Check, CheckStatus, Entity
 from .net import NetClient, NetError, NetResponse, ReplayClient
+from .sources import decode_answer
 
 CHECK_ID = "gpu.attestation"
 NRAS_ANCHOR = "nvidia-nras"
@@ -204,12 +205,7 @@ def decode_jwt(text: Any, name: str, source: str = "NRAS answer") -> Jwt:
 def parse_nras_answer(data: bytes, url: str) -> NrasAnswer:
     """``[["JWT", overall], {name: token, ...}]``; the second element may be absent (no per-GPU tokens)."""
     source = f"NRAS answer from {url}"
-    if len(data) > MAX_ANSWER_BYTES:
-        raise InputError(f"{len(data)} bytes, more than {MAX_ANSWER_BYTES}", source=source)
-    try:
-        doc = load_json(data.decode("utf-8"), source)
-    except UnicodeDecodeError as exc:
-        raise InputError("not UTF-8", source=source, offset=exc.start) from None
+    doc = decode_answer(data, source, MAX_ANSWER_BYTES)
     if not isinstance(doc, list) or not doc:
         raise InputError(f"expected a detached EAT (a non-empty array), got {json_kind(doc)}", source=source)
     head = doc[0]
@@ -297,12 +293,7 @@ def parse_jwks(
 ) -> dict[str, SigningKey]:
     """NVIDIA's JWKS → ES384 keys by kid. Keys of another type are left out (they cannot sign an ES384 token)."""
     source = f"JWKS from {url}"
-    if len(data) > MAX_JWKS_BYTES:
-        raise InputError(f"{len(data)} bytes, more than {MAX_JWKS_BYTES}", source=source)
-    try:
-        doc = load_json(data.decode("utf-8"), source)
-    except UnicodeDecodeError as exc:
-        raise InputError("not UTF-8", source=source, offset=exc.start) from None
+    doc = decode_answer(data, source, MAX_JWKS_BYTES)
     keys = doc.get("keys") if isinstance(doc, dict) else None
     if not isinstance(keys, list) or len(keys) > MAX_JWKS_KEYS:
         raise InputError(f"expected a `keys` array of at most {MAX_JWKS_KEYS} keys", source=source, field="keys")
