@@ -10,6 +10,7 @@ import base64
 import json
 import stat
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -360,3 +361,23 @@ def test_a_hostile_statement_is_a_failure_not_a_crash(tmp_path: Path, pack: Path
     result = verify_pack(bad)
     assert [p.kind for p in result.problems] == ["statement"]
     assert "statement.dsse.json" in result.problems[0].line()
+
+
+def test_a_check_that_could_not_run_then_and_cannot_offline_is_not_a_problem(tmp_path: Path) -> None:
+    """Signed with the collateral unreachable (errors), re-run offline (skips): listed, but the pack verifies."""
+    from dstack_verifier.net import NetClient
+    from dstack_verifier.report.keys import load_or_create_signing_key
+    from dstack_verifier.verification import verify_evidence
+
+    demo = load_demo()
+    quote_only = [e for e in demo.app_items if e.kind != "collateral"]
+    # Online, with a PCCS that is not there: the collateral checks are errors.
+    with NetClient(retries=0, timeout=2) as client:
+        report = verify_evidence(quote_only, replace(demo.options(), offline=False, pccs_url="http://127.0.0.1:9"),
+                                 client=client)
+    assert any(c.status.value == "error" for c in report.checks)
+    pack = tmp_path / "p.zip"
+    export_pack(report, pack, load_or_create_signing_key(tmp_path / "k.pem"))
+    result = verify_pack(pack)
+    assert result.ok, [p.message for p in result.problems]
+    assert result.differences and all(d.not_run_either for d in result.differences)

@@ -151,6 +151,7 @@ def describe_pack(result: PackVerification) -> str:
     if result.differences:
         lines += ["", "Differences between the signed checks and the re-run:"]
         lines += [f"  - {d.entity} {d.id}: signed {d.signed or '(absent)'}, re-run {d.rerun or '(absent)'}"
+                  + (" (it could not run then, and cannot offline: nothing to compare)" if d.not_run_either else "")
                   for d in result.differences]
     return "\n".join(lines)
 

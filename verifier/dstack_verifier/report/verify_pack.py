@@ -59,6 +59,9 @@ class CheckDifference(BaseModel):
     id: str
     signed: str | None  # "status @ anchor" as signed; None: the check was not in the statement
     rerun: str | None  # as re-run; None: the re-run did not produce it
+    # Signed `error` (it could not run then, e.g. a network failure) and `skip` offline now: neither ran, so there is
+    # nothing to compare and it is no sign of tampering; listed, not a problem.
+    not_run_either: bool = False
 
 
 class PackVerification(BaseModel):
@@ -121,6 +124,8 @@ def verify_pack(path: Path, trusted_key: Ed25519PublicKey | None = None, *,
         pack.result.rerun = rerun
         pack.result.differences = diff_checks(predicate, rerun)
         for d in pack.result.differences:
+            if d.not_run_either:
+                continue
             pack.problem("difference", f"{d.entity} {d.id}: signed {d.signed or 'absent'}, re-run "
                                        f"{d.rerun or 'absent'}")
     return pack.result
@@ -264,5 +269,10 @@ def diff_checks(predicate: VerificationPredicate, rerun: Report) -> list[CheckDi
     signed = {(entity, c.id): f"{c.status} @ {c.anchor}" for entity, r in predicate.submods.items() for c in r.checks}
     again = {(c.entity, c.id): f"{c.status.value} @ {c.anchor}" for c in rerun.checks}
     keys = list(signed) + [k for k in again if k not in signed]
-    return [CheckDifference(entity=k[0], id=k[1], signed=signed.get(k), rerun=again.get(k))
+    def not_run(a: str | None, b: str | None) -> bool:
+        return a is not None and b is not None and a.startswith("error @") and b.startswith("skip @") and \
+            a.split(" @ ", 1)[1] == b.split(" @ ", 1)[1]
+
+    return [CheckDifference(entity=k[0], id=k[1], signed=signed.get(k), rerun=again.get(k),
+                            not_run_either=not_run(signed.get(k), again.get(k)))
             for k in keys if signed.get(k) != again.get(k)]
