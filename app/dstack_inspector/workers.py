@@ -61,6 +61,7 @@ class VerifyJob:
     domain: DomainOptions | None = None
     images: ImageOptions | None = None
     ita: ItaOptions | None = None
+    phases: tuple[str, ...] | None = None  # None: every phase the evidence allows
 
 
 class WorkerSignals(QObject):
@@ -140,6 +141,7 @@ class VerifyWorker(QRunnable):
             domain=job.domain,
             images=job.images,
             ita=job.ita,
+            **({"phases": job.phases, "explicit_phases": True} if job.phases is not None else {}),
         )
         progress = Progress(report=self.signals.progress.emit, cancelled=lambda: self.cancelled)
         client = None if job.offline else self._client_factory()

@@ -281,3 +281,36 @@ def test_settings_keep_recent_files_and_pass_the_ita_key_to_the_jobs(window, qtb
 
     job = window._job(Session(items=demo.items, anchor=demo.anchor, title="t"))
     assert job.ita is not None and job.ita.api_key == "secret-key"
+
+
+def test_the_app_dialog_asks_for_phases_and_the_job_takes_them(window, qtbot):
+    from dstack_inspector.gui.dialogs import VerifyAppDialog
+    from dstack_inspector.gui.main_window import Session
+
+    dialog = VerifyAppDialog("https://cloud.example/api", window)
+    qtbot.addWidget(dialog)
+    dialog.app_id.setText("0x" + "ab" * 20)
+    dialog.phases["os"].setChecked(False)
+    request = dialog.request()
+    assert request is not None and request.phases == ("hardware", "source", "domain")
+    for box in dialog.phases.values():
+        box.setChecked(False)
+    assert dialog.request() is None and "at least one phase" in dialog.error.text()
+    dialog.app_id.setText("not hex")
+    assert dialog.request() is None and "hex" in dialog.error.text()
+    demo = load_demo()
+    job = window._job(Session(items=demo.items, anchor=demo.anchor, title="t", phases=("hardware",)))
+    assert job.phases == ("hardware",)
+
+
+def test_a_job_with_phases_verifies_only_those(qtbot):
+    from dstack_inspector.workers import VerifyJob, VerifyWorker
+
+    demo = load_demo()
+    worker = VerifyWorker(VerifyJob(items=demo.items, anchor=demo.anchor, now=demo.now, offline=True,
+                                    domain=demo.domain, phases=("hardware",)))
+    with qtbot.waitSignal(worker.signals.result, timeout=WAIT_MS) as blocker:
+        worker.run()
+    report = blocker.args[0]
+    assert report.policy["phases"] == ["hardware"]
+    assert all(c.status.value == "skip" for c in report.checks if c.phase in ("os", "source", "domain"))

@@ -700,7 +700,7 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
         inputs.append(_recording_input(exchanges))
     by_entity = {entity: report for entity, report in reports}
     checks = [c for _, report in reports for c in report.checks]
-    cross = cross_entity_checks(by_entity, answer)
+    cross = _mark_phase_off(cross_entity_checks(by_entity, answer), options.phases)
     checks += cross
     verdicts = {report.verdict for _, report in reports}
     missing = [_missing_entity(e, answer) for e in ("kms", "gateway") if e not in by_entity]

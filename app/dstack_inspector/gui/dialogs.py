@@ -24,12 +24,16 @@ from ..store import TaskStore, TaskSummary
 from .compare_view import CompareView
 from .vocabulary import fixed_font, format_time
 
+PHASE_LABELS = {"hardware": "Hardware (quotes, event logs)", "os": "OS (MRTD, RTMR0-2)",
+                "source": "Source code (compose, on-chain)", "domain": "Domain (the gateway's TLS, CAA)"}
+
 
 @dataclass
 class AppRequest:
     app_id: str
     domain: str | None
     ct_log: bool
+    phases: tuple[str, ...] = tuple(PHASE_LABELS)
 
 
 class VerifyAppDialog(QDialog):
@@ -43,12 +47,17 @@ class VerifyAppDialog(QDialog):
         self.domain = QLineEdit()
         self.domain.setPlaceholderText("default: from the gateway URL")
         self.ct_log = QCheckBox("Scan the certificate transparency log (slow)")
+        self.phases = {phase: QCheckBox(label) for phase, label in PHASE_LABELS.items()}
+        for box in self.phases.values():
+            box.setChecked(True)
         self.error = QLabel()
         self.error.setStyleSheet("color: #c62828;")
         self.error.hide()
         form = QFormLayout()
         form.addRow("App id", self.app_id)
         form.addRow("Gateway domain", self.domain)
+        for phase, box in self.phases.items():
+            form.addRow("Phases:" if phase == "hardware" else "", box)
         form.addRow("", self.ct_log)
         form.addRow("Phala Cloud API", QLabel(cloud_url))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -66,8 +75,13 @@ class VerifyAppDialog(QDialog):
             self.error.setText("The app id must be hex (20 bytes, 0x optional).")
             self.error.show()
             return None
+        phases = tuple(phase for phase, box in self.phases.items() if box.isChecked())
+        if not phases:
+            self.error.setText("Choose at least one phase.")
+            self.error.show()
+            return None
         domain = self.domain.text().strip().rstrip(".").lower() or None
-        return AppRequest(app_id=text, domain=domain, ct_log=self.ct_log.isChecked())
+        return AppRequest(app_id=text, domain=domain, ct_log=self.ct_log.isChecked(), phases=phases)
 
     def accept(self) -> None:
         if self.request() is not None:

@@ -63,6 +63,7 @@ class Session:
     source: str = "files"  # how the history names it: files | online | demo | pack | rerun
     app_id: str | None = None  # fetch this app's attestations (online)
     domain: DomainOptions | None = None  # the gateway's domain checks: domain name, trust roots, CT scan
+    phases: tuple[str, ...] | None = None  # the phases asked for (None: all the evidence allows)
 
 
 @dataclass
@@ -344,9 +345,10 @@ class MainWindow(QMainWindow):
 
         dialog = VerifyAppDialog(self.settings.cloud_api_url, self)
         if dialog.exec() and (request := dialog.request()) is not None:
-            self.open_app(request.app_id, request.domain, ct_log=request.ct_log)
+            self.open_app(request.app_id, request.domain, ct_log=request.ct_log, phases=request.phases)
 
-    def open_app(self, app_id: str, domain: str | None = None, *, ct_log: bool = False) -> bool:
+    def open_app(self, app_id: str, domain: str | None = None, *, ct_log: bool = False,
+                 phases: tuple[str, ...] | None = None) -> bool:
         if self.offline_action.isChecked():
             self.message_bar.show_message("error", "Verifying an app by its id needs the network.",
                                           ["Turn offline mode off (Verify → Offline), or open saved evidence."])
@@ -355,7 +357,7 @@ class MainWindow(QMainWindow):
         anchor = self._custom_anchor or load_anchor(None)
         domain_options = DomainOptions(domain=domain, ct_log=ct_log) if (domain or ct_log) else None
         self._start_session(Session(items=[], anchor=anchor, title=f"app {app_id}", source="online", app_id=app_id,
-                                    domain=domain_options,
+                                    domain=domain_options, phases=phases,
                                     anchor_label=None if anchor.is_intel else "custom root — not Intel"))
         return True
 
@@ -448,8 +450,8 @@ class MainWindow(QMainWindow):
         offline = self.offline_action.isChecked() or s.is_demo
         return VerifyJob(items=s.items, anchor=s.anchor, now=s.now, offline=offline,
                          app_id=s.app_id, cloud_url=settings.cloud_api_url, pccs_url=settings.pccs_url,
-                         domain=s.domain, ita=self._ita_options(), images=ImageOptions(cache_dir=cache_dir(),
-                                                            cache_cap_bytes=settings.image_cache_cap_bytes()))
+                         domain=s.domain, ita=self._ita_options(), phases=s.phases,
+                         images=ImageOptions(cache_dir=cache_dir(), cache_cap_bytes=settings.image_cache_cap_bytes()))
 
     def _ita_options(self):  # type: ignore[no-untyped-def]
         if not self.settings.ita_api_key:
