@@ -253,6 +253,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         onchain=_onchain_options(args),
         domain=_domain_options(args),
         agent_url=args.agent_url,
+        rpc_urls={args.chain: args.rpc_url} if args.rpc_url else {},
         nras_url=args.nras_url,
         ita=_ita_options(args),
         images=ImageOptions(image_dir=args.image_dir, cache_dir=cache_dir(), fetch=args.fetch_image,

@@ -62,6 +62,7 @@ class VerifyJob:
     images: ImageOptions | None = None
     ita: ItaOptions | None = None
     phases: tuple[str, ...] | None = None  # None: every phase the evidence allows
+    rpc_urls: dict[str, str] | None = None  # JSON-RPC endpoint per chain (the settings')
 
 
 class WorkerSignals(QObject):
@@ -141,6 +142,7 @@ class VerifyWorker(QRunnable):
             domain=job.domain,
             images=job.images,
             ita=job.ita,
+            rpc_urls=job.rpc_urls or {},
             **({"phases": job.phases, "explicit_phases": True} if job.phases is not None else {}),
         )
         progress = Progress(report=self.signals.progress.emit, cancelled=lambda: self.cancelled)

@@ -206,6 +206,7 @@ def test_verify_an_app_by_id_from_loopback_servers(qtbot, tmp_path, monkeypatch)
     with DstackServer(dataset) as server:
         answer = dataset.cloud_answer()
         answer["kms_info"]["gateway_app_url"] = server.url  # every endpoint is this loopback server
+        answer["kms_info"]["chain_id"] = None  # hosted governance: no public node to ask
         server.set_json(cloud_path(dataset.app_id), answer)
         settings = UserSettings(cloud_api_url=server.cloud_base_url, pccs_url=server.url, offline=False)
         win = MainWindow(settings=settings)

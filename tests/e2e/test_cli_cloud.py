@@ -55,11 +55,13 @@ def test_a_cloud_answer_is_verified_on_its_own(capsys, tmp_path: Path) -> None:
 def test_app_id_online_then_offline_replay(capsys, tmp_path: Path, monkeypatch) -> None:
     from tests.support.cloud_server import ACME_ACCOUNT_URI, BASE_DOMAIN, DstackServer, cloud_path
     from tests.support.dns_server import DnsServer
+    from tests.support.rpc_node import RpcNode
 
     monkeypatch.setenv("DSTACK_INSPECTOR_CACHE_DIR", str(tmp_path / "cache"))
     dataset = Dataset1.load()
     pinned = f"letsencrypt.org; accounturi={ACME_ACCOUNT_URI}"
-    with DstackServer(dataset) as server, DnsServer({BASE_DOMAIN: {"CAA": [(0, "issue", pinned)]}}) as dns:
+    with DstackServer(dataset) as server, DnsServer({BASE_DOMAIN: {"CAA": [(0, "issue", pinned)]}}) as dns, \
+            RpcNode() as node:  # the Base node of the KMS contract the answer names
         answer = dataset.cloud_answer()
         answer["kms_info"]["gateway_app_url"] = server.url  # the gateway's endpoints are this server's
         server.set_json(cloud_path(dataset.app_id), answer)
@@ -67,7 +69,7 @@ def test_app_id_online_then_offline_replay(capsys, tmp_path: Path, monkeypatch) 
         code, report = run_json(capsys, "verify", "--app-id", dataset.app_id, "--cloud-url", server.cloud_base_url,
                                 "--pccs-url", server.url, "--no-cache", "--output", tmp_path / "r.json",
                                 "--domain", BASE_DOMAIN, "--dns-server", "{}:{}".format(*dns.address),
-                                "--agent-url", server.url)
+                                "--agent-url", server.url, "--rpc-url", node.url)
     assert set(report["entities"]) == {"app", "kms", "gateway"}
     assert report["inputs"][0]["role"] == "cloud-attestations"
     assert report["inputs"][0]["name"].startswith(server.cloud_base_url)
@@ -85,6 +87,9 @@ def test_app_id_online_then_offline_replay(capsys, tmp_path: Path, monkeypatch) 
     # The app's /prpc/Info came from its guest agent: its vm_config and RA-TLS chain complete the Cloud answer.
     assert online[("app", "binding.report_data")]["status"] == "pass"
     assert "vm_config" in report["entities"]["app"]
+    # The answer names its KMS contract on Base: the registry was read (this node has no such contract).
+    assert report["policy"]["onchain"]["kms_contract"] == dataset.kms_contract
+    assert online[("app", "source.onchain_registry")]["status"] in ("fail", "error")
     # Offline, from the recorded answers, with the servers gone: the same checks, collateral aside.
     code_again, again = run_json(capsys, "verify", tmp_path / "r.json", "--offline")
     offline = {(c["entity"], c["id"]): c["status"] for c in again["checks"]}
@@ -103,6 +108,7 @@ def test_gateway_down_is_one_failed_check(capsys, tmp_path: Path, monkeypatch) -
     with DstackServer(dataset) as server:
         answer = dataset.cloud_answer()
         answer["kms_info"]["gateway_app_url"] = server.url
+        answer["kms_info"]["chain_id"] = None  # hosted governance: no node to ask
         server.set_json(cloud_path(dataset.app_id), answer)
         server.fail(ACME_INFO_PATH, "500")
         code, report = run_json(capsys, "verify", "--app-id", dataset.app_id, "--cloud-url", server.cloud_base_url,
@@ -184,6 +190,7 @@ def test_a_gateway_whose_tls_does_not_verify_is_one_error_check(capsys, tmp_path
     with DstackServer(dataset) as server, gateway:
         answer = dataset.cloud_answer()
         answer["kms_info"]["gateway_app_url"] = gateway.url
+        answer["kms_info"]["chain_id"] = None  # hosted governance: no node to ask
         server.set_json(cloud_path(dataset.app_id), answer)
         code, report = run_json(capsys, "verify", "--app-id", dataset.app_id, "--cloud-url", server.cloud_base_url,
                                 "--pccs-url", server.url, "--no-cache")

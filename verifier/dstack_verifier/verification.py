@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the measurement and domain modules are imported when their 
     from .ita import ItaOptions
     from .measure.image import ImageFolder
     from .measure.model import Measurement
+    from .onchain import OnchainReader
     from .sources.agent import AgentInfo
     from .sources.cloud import CloudAttestations
 
@@ -76,6 +77,8 @@ class VerifyOptions:
     agent_url: str | None = None  # the app's guest agent (default: https://<app_id>-8090.<gateway domain>)
     ita: ItaOptions | None = None  # an Intel Trust Authority appraisal besides our own (off without an API key)
     nras_url: str | None = None  # NVIDIA's attestation service for GPU evidence (default: NVIDIA's)
+    rpc_urls: dict[str, str] = field(default_factory=dict)  # JSON-RPC endpoint per chain key, for governance a
+    # Cloud answer names (default: the chain's public endpoint)
 
 
 class Cancelled(Exception):
@@ -243,7 +246,7 @@ def _eventlog_checks(ev: EntityEvidence, quote: Quote, state: _SourceState) -> l
 
 
 def _source_checks(ev: EntityEvidence, quote: Quote, hw: HardwareResult, state: _SourceState,
-                   options: VerifyOptions, client: NetClient | None) -> list[Check]:
+                   options: VerifyOptions, client: NetClient | None, reader: OnchainReader | None) -> list[Check]:
     info = state.app_info
     if info is not None and quote.is_tdx:
         state.derived = derived_values(quote, info, hw.pck.ppid if hw.pck else None)
@@ -257,12 +260,14 @@ def _source_checks(ev: EntityEvidence, quote: Quote, hw: HardwareResult, state: 
         state.absent.add("source.compose_hash")
     if info is None:
         state.absent.add("source.mr_config_id")
-    checks = [compose, check_mr_config_id(quote, info, ev.entity), _onchain(ev, info, state, options, client)]
+    checks = [compose, check_mr_config_id(quote, info, ev.entity),
+              _onchain(ev, info, state, options, client, reader)]
     return checks
 
 
 def _onchain(ev: EntityEvidence, info: AppInfo | None, state: _SourceState, options: VerifyOptions,
-             client: NetClient | None) -> Check:
+             client: NetClient | None, reader: OnchainReader | None = None) -> Check:
+    """`source.onchain_registry`; `reader` is shared by the entities of one deployment (one pinned block)."""
     from .onchain import OnchainReader, check_onchain_registry
 
     cfg = options.onchain
@@ -272,10 +277,9 @@ def _onchain(ev: EntityEvidence, info: AppInfo | None, state: _SourceState, opti
                      "no on-chain governance given (use --kms-contract, with --chain and --rpc-url)")
     if "source" not in options.phases:  # not asked for: the chain is not read (no request leaves the machine)
         return _skip("source.onchain_registry", ev.entity, "source", "phase source not selected")
-    net: NetClient | None = ReplayClient(ev.recording) if ev.recording else client
-    if net is None:
-        net = NetClient(offline=True)
-    reader = OnchainReader(net, cfg.chain, rpc_url=cfg.rpc_url)
+    if reader is None:
+        net: NetClient | None = ReplayClient(ev.recording) if ev.recording else client
+        reader = OnchainReader(net or NetClient(offline=True), cfg.chain, rpc_url=cfg.rpc_url)
     app_contract = cfg.app_contract or (("0x" + info.app_id.hex()) if info and info.app_id else None)
     os_image = info.os_image_hash if info and info.os_image_hash else None
     return check_onchain_registry(
@@ -558,6 +562,8 @@ def verify_evidence(
     from .domain import DEFAULT_CRTSH_URL
 
     progress = progress or Progress()
+    if options.onchain is None:  # re-running a report: the contracts it read, unless new ones are given
+        options = replace(options, onchain=_recorded_onchain(items))
     recorded_domain = _recorded_domain(items)
     if recorded_domain is not None:  # re-running a report: the domain options it was made with, unless given anew
         given = options.domain
@@ -621,6 +627,21 @@ def _fetch_gateway(cloud: CloudAttestations, net: NetClient | None, options: Ver
         return GatewayEndpoints(acme=None, problem=exc.describe(), url=url)
 
 
+def _governance_of(answer: CloudAttestations, options: VerifyOptions) -> OnchainOptions | None:
+    """The on-chain governance a Cloud answer names (the KMS contract and its chain), so that the registry check runs
+    as the Trust Center's does; None for a KMS hosted by Phala (no chain) or a chain we do not read."""
+    from .onchain import OnchainInputError, chain_config
+
+    info = answer.kms_info
+    if info.governance != "onchain" or not info.contract_address:
+        return None
+    try:
+        chain = chain_config(info.chain_id or 0)
+    except OnchainInputError:
+        return None
+    return OnchainOptions(kms_contract=info.contract_address, chain=chain.key, rpc_url=options.rpc_urls.get(chain.key))
+
+
 def _app_agent_info(answer: CloudAttestations, saved: list[Evidence], gateway: GatewayEndpoints,
                     net: NetClient | None, recorded: list[Exchange], options: VerifyOptions,
                     progress: Progress) -> AgentInfo | None:
@@ -667,6 +688,8 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
         raise InputError(f"{others[0].name}: a Phala Cloud answer is verified on its own (with collateral, the "
                          "gateway's acme-info and the app's /prpc/Info at most)")
     answer = parse_cloud_answer(cloud.data, cloud.name)
+    if options.onchain is None:
+        options = replace(options, onchain=_governance_of(answer, options))
     recorded = _recorded_exchanges(shared)
     start = len(client.recorder) if client is not None else 0
     saved = _gateway_from_files([e for e in items if e.kind == "acme-info"])
@@ -681,11 +704,17 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     per_entity = to_evidence(answer, instance=instance, acme_info=gateway.acme, app_info=agent)
     memo = memo or CollateralMemo()
     gpu = [e for e in items if e.kind == "gpu-evidence"]  # the app's GPUs
+    reader = None
+    if options.onchain is not None:  # one reader: every entity's governance read at the same pinned block
+        from .onchain import OnchainReader
+
+        net = ReplayClient(recorded) if recorded else (client or NetClient(offline=True))
+        reader = OnchainReader(net, options.onchain.chain, rpc_url=options.onchain.rpc_url)
     reports = [
         (entity, _verify_entity(entity_items + shared + (gpu if entity == "app" else []), options, client=client,
                                 cache=cache, memo=memo,
                                 entity=entity, gateway=gateway if entity == "gateway" else None,  # type: ignore[arg-type]
-                                progress=progress))
+                                progress=progress, onchain_reader=reader))
         for entity, entity_items in per_entity.items()
     ]
     derived = {e.name for entity_items in per_entity.values() for e in entity_items}
@@ -811,12 +840,11 @@ def _verify_entity(
     entity: Entity = "app",
     gateway: GatewayEndpoints | None = None,
     progress: Progress | None = None,
+    onchain_reader: OnchainReader | None = None,
 ) -> Report:
     progress = progress or Progress()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    if options.onchain is None:  # re-running a report: the contracts it read, unless new ones are given
-        options = replace(options, onchain=_recorded_onchain(items))
     items = expand(items)
     ev = assemble(items, entity)
     inputs = [e.input_file(role=e.kind) for e in items if e.kind not in ("collateral", "recording")]
@@ -855,7 +883,7 @@ def _verify_entity(
         t3 = time.perf_counter()
         recorder_before = len(client.recorder) if client is not None else 0
         progress.step(f"{entity}: source")
-        checks += _source_checks(ev, hw.quote, hw, state, options, client)
+        checks += _source_checks(ev, hw.quote, hw, state, options, client, onchain_reader)
         timings["source"] = time.perf_counter() - t3
         t4 = time.perf_counter()
         progress.step(f"{entity}: os")
