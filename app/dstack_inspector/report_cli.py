@@ -63,7 +63,7 @@ def load_source_report(source: str) -> Report:
     """A task of the history (an integer id) or a report file; a file of that name wins over a task id."""
     from dstack_verifier.evidence import load_evidence
     from dstack_verifier.model import Report
-    from dstack_verifier.report.validation import validate_model
+    from dstack_verifier.validation import validate_model
 
     from .cli import UsageError
 

@@ -56,6 +56,7 @@ from .model import Anchor, Check, CheckStatus, Entity
 from .net import NetClient, NetError, NetResponse
 from .quote.structure import Quote, parse_quote
 from .ratls import ACME_FORMULA, acme_report_data, load_certificates, quote_report_data, spki_der
+from .validation import validate_model
 
 __all__ = [
     "CHECK_CAA",
@@ -344,12 +345,7 @@ def parse_acme_info(data: bytes | str, source: str = "acme-info") -> AcmeInfo:
     obj = load_json(text, source)
     if not isinstance(obj, dict):
         raise InputError(f"expected a JSON object, got {json_kind(obj)}", source=source)
-    try:
-        return AcmeInfo.model_validate(obj)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or None
-        raise InputError(_one_line(first["msg"], 200), source=source, field=where) from None
+    return validate_model(AcmeInfo, obj, source, "an acme-info answer")
 
 
 @dataclass(frozen=True)

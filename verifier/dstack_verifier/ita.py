@@ -30,13 +30,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, NameOID
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from .errors import InputError
 from .jsontext import json_kind, load_json
 from .model import Check, CheckStatus, Entity
 from .net import NetClient, NetError
 from .quote.structure import Quote
+from .validation import validate_model
 
 __all__ = [
     "CHECK_ID",
@@ -164,11 +165,7 @@ def _model(cls: type[BaseModel], data: bytes, source: str) -> Any:
     obj = load_json(data.decode("utf-8", errors="replace"), source)
     if not isinstance(obj, dict):
         raise InputError(f"expected a JSON object, got {json_kind(obj)}", source=source)
-    try:
-        return cls.model_validate(obj)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InputError(first["msg"], source=source, field=".".join(map(str, first["loc"])) or None) from None
+    return validate_model(cls, obj, source)
 
 
 def parse_token(token: str) -> ItaAnswer:

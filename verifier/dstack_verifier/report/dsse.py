@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InputError
 from ..jsontext import load_json
+from ..validation import validate_model
 from .keys import key_id
-from .validation import validate_model
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 

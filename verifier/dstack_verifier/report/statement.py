@@ -14,8 +14,8 @@ from pydantic.alias_generators import to_camel
 from ..errors import InputError
 from ..jsontext import load_json
 from ..model import Report
+from ..validation import M, validate_model
 from .canonical import canonical_json
-from .validation import M, validate_model
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 VERIFICATION_PREDICATE = "https://dstack-inspector.dev/verification/v1"

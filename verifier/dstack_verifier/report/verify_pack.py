@@ -19,6 +19,7 @@ from ..model import Report
 from ..quote.policy import TcbPolicy
 from ..quote.verify import TrustAnchor
 from ..resources import INTEL_ROOT_CA_SHA256
+from ..validation import validate_model
 from ..verification import PHASES, ImageOptions, VerifyOptions, load_anchor, verify_evidence
 from .dsse import SignatureError, parse_envelope
 from .keys import fingerprint, key_id, public_key_from_pem
@@ -39,7 +40,6 @@ from .statement import (
     parse_predicate,
     parse_statement,
 )
-from .validation import validate_model
 
 ProblemKind = Literal["signature", "statement", "missing", "changed", "extra", "report", "anchor", "rerun",
                       "difference"]
