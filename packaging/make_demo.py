@@ -12,6 +12,8 @@ The three entities as the Trust Center's sources present them:
   * acme-info.json   the gateway's /.dstack/acme-info: its ACME account bound to its quote (the same quote as in its
                      guest-agent info), a TLS key bound by a second quote of the same TD, and the wildcard certificate
                      for the base domain on that key, from a demo web root (demo_web_root.pem, the TLS trust store);
+  * kms-meta.json    the KMS's KMS.GetMeta: its CA certificate, CA and k256 keys, and the bootstrap quote (same TD)
+                     whose report_data is the Keccak-256 of both keys;
   * app-info.json    the app's guest agent /prpc/Info: its vm_config (the TDX-lite material) and RA-TLS chain, which
                      the Cloud answer does not carry;
 And the app alone as its own guest agent serves it:
@@ -80,11 +82,12 @@ from dstack_verifier.measure.rtmr0 import (
 from dstack_verifier.measure.rtmr2 import rtmr2_events_from_digests
 from dstack_verifier.measure.tdhob import TdHobLayout, encode_witness, td_hob_digest
 from dstack_verifier.measure.tdvf import MRTD_VARIANTS, qemu_options
-from dstack_verifier.ratls import acme_report_data, decode_ratls
+from dstack_verifier.ratls import acme_report_data, decode_ratls, kms_report_data
 from dstack_verifier.synth import PkiOptions, derive_private_key, make_evidence
 from dstack_verifier.synth.der import octet_string
 
 SEED = "dstack-inspector-demo"
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141  # the order of the k256 curve
 INSTANT = "2026-06-01T00:00:00Z"
 ROOT_CN = "Demo SGX Root CA — not Intel"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "resources" / "demo"
@@ -642,17 +645,23 @@ def build_files(now: int) -> tuple[dict[str, bytes], dict[str, Any]]:
     # app's and the KMS's report_data bind their RA-TLS keys; the gateway's binds its ACME account (the quote it
     # publishes in acme-info and in its guest agent info alike) and a second quote of the same TD binds its TLS key.
     tls_key = derive_private_key(SEED, "gateway-tls")
+    # The KMS's root k256 key; its bootstrap quote (same TD as its running one) binds it with the CA key (Keccak-256).
+    k256 = ec.derive_private_key(int.from_bytes(_derived("kms-k256", 32), "big") % (SECP256K1_ORDER - 1) + 1,
+                                 ec.SECP256K1())
+    k256_pub = k256.public_key().public_bytes(serialization.Encoding.X962,
+                                              serialization.PublicFormat.CompressedPoint)
     pki_options = PkiOptions(name_prefix="Demo SGX", root_cn=ROOT_CN)
     report_data = {
         "app": hashlib.sha512(b"ratls-cert:" + _spki(app.ratls_key)).digest(),
         "kms": hashlib.sha512(b"ratls-cert:" + _spki(kms.ratls_key)).digest(),
         "gateway": acme_report_data(ACME_ACCOUNT_URI),
         "gateway-tls": zt_cert_report_data(_spki(tls_key)),
+        "kms-bootstrap": kms_report_data(kms_spki, k256_pub),
     }
     first = make_evidence(SEED, now=now, tee="tdx", version=4, pki_options=pki_options,
                           report={**booted["app"].report, "report_data": report_data["app"]})
     quotes = {"app": first.quote}
-    for label in ("kms", "gateway", "gateway-tls"):
+    for label in ("kms", "gateway", "gateway-tls", "kms-bootstrap"):
         made = make_evidence(SEED, now=now, tee="tdx", version=4, pki=first.pki,
                              report={**booted[label.split("-")[0]].report, "report_data": report_data[label]})
         assert made.collateral == first.collateral, label
@@ -705,6 +714,16 @@ def build_files(now: int) -> tuple[dict[str, bytes], dict[str, Any]]:
         "active_cert": _pem(*tls_chain).decode(),
         "base_domain": BASE_DOMAIN,
     }
+    kms_meta = {  # the KMS's KMS.GetMeta: its CA certificate and keys, and the bootstrap quote that binds them
+        "ca_cert": _pem(kms_ca).decode(),
+        "allow_any_upgrade": False,
+        "k256_pubkey": k256_pub.hex(),
+        "bootstrap_info": {"ca_pubkey": kms_spki.hex(), "k256_pubkey": k256_pub.hex(),
+                           "quote": quotes["kms-bootstrap"].hex(),
+                           "eventlog": json.dumps(booted["kms"].log).encode().hex()},
+        "is_dev": False,
+        "gateway_app_id": gateway.app_id.hex(),
+    }
     app_tcb = tcb_info(booted["app"])
     app_info = {  # the app's guest agent /prpc/Info: what the Cloud answer lacks (vm_config, the RA-TLS chain)
         "app_id": app.app_id.hex(),
@@ -731,6 +750,7 @@ def build_files(now: int) -> tuple[dict[str, bytes], dict[str, Any]]:
         "cloud-attestations.json": (json.dumps(cloud, indent=2) + "\n").encode(),
         "acme-info.json": (json.dumps(acme_info, indent=2) + "\n").encode(),
         "app-info.json": (json.dumps(app_info, indent=2) + "\n").encode(),
+        "kms-meta.json": (json.dumps(kms_meta, indent=2) + "\n").encode(),
         "collateral.json": (json.dumps(first.collateral, indent=2) + "\n").encode(),
         "getquote.json": (json.dumps(getquote, indent=2) + "\n").encode(),
         "app-compose.json": DEMO_COMPOSE,

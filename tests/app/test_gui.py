@@ -36,7 +36,6 @@ DEMO_NOT_PASSED = {
     ("app", "source.onchain_registry"): "skip", ("kms", "source.onchain_registry"): "skip",
     ("gateway", "source.onchain_registry"): "skip", ("kms", "binding.report_data"): "skip",
     ("gateway", "domain.dns_caa"): "skip", ("gateway", "domain.ct_log"): "skip",
-    ("app", "source.kms_key_provider"): "warn", ("gateway", "source.kms_key_provider"): "warn",
 }
 
 
@@ -51,18 +50,19 @@ def test_opens_on_the_demo_and_passes(window, qtbot):
     assert {(c.entity, c.id): c.status.value for c in report.checks if c.status is not CheckStatus.PASS} == \
         DEMO_NOT_PASSED
     ran = len(report.checks) - 6
-    assert window.banner.headline.text() == f"Passed with 2 warnings ({ran} checks); 6 not applicable"
+    assert window.banner.headline.text() == f"All {ran} checks that apply passed; 6 not applicable"
     # The demo never shows without saying its root is not Intel's.
     assert window.banner.badge.isVisible() and window.banner.badge.text() == DEMO_LABEL
     assert DEMO_LABEL in window.windowTitle()
     assert DEMO_LABEL in window.anchor_label.text()
     assert DEMO_LABEL in window.about_text()
     assert load_demo().anchor.sha256 in window.about_text()
-    assert window.findings_badge.findings == 2
-    # A whole deployment: the Cloud answer, the gateway's acme-info, the app's /prpc/Info, then the collateral.
+    assert window.findings_badge.findings == 0
+    # A whole deployment: the Cloud answer, the gateway's acme-info, the app's /prpc/Info, the KMS's GetMeta, then the
+    # collateral.
     roles = [window.inputs_table.item(row, 0).text() for row in range(window.inputs_table.rowCount())]
-    assert roles == ["cloud-attestations", "acme-info", "agent-info", "collateral"]
-    assert window.checks_pane.current_check_id() == "source.kms_key_provider"  # the first finding
+    assert roles == ["cloud-attestations", "acme-info", "agent-info", "kms-meta", "collateral"]
+    assert window.checks_pane.current_check_id() == report.checks[0].id  # no finding: the first check
     # The app's quote is the one shown field by field (the same quote as its own GetQuote answer).
     assert window.view.entity == "app"
     assert window.quote_pane.hex.data() == next(e.quote for e in load_demo().app_items if e.kind == "getquote")
@@ -105,11 +105,10 @@ def test_selecting_a_group_summarises_it(window, qtbot):
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(group).center())
     assert window.details_pane.current_check is None
     assert window.details_pane.title.text() == "App"
-    # Every check of the demo app passes but the on-chain one, which has no chain to ask, and the key provider,
-    # which no KMS evidence binds (a Cloud answer carries no KMS keys).
+    # Every check of the demo app passes but the on-chain one, which has no chain to ask.
     app = [c for c in report.checks if c.entity == "app"]
     assert len(app) == 22
-    assert window.details_pane.summary.text() == "22 checks: 20 pass, 1 warn, 1 skip."
+    assert window.details_pane.summary.text() == "22 checks: 21 pass, 1 skip."
     # The App group holds a Hardware group (the quote, its event log, the RA-TLS binding), a Source one and an OS one
     # (the image hash, MRTD and RTMR0-2 from the TDX-lite measurement document).
     model = view.model()

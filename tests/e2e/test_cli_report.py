@@ -75,7 +75,8 @@ def test_three_entity_demo_round_trip(tmp_path: Path, capsys: pytest.CaptureFixt
     pack = export(capsys, report, tmp_path / "deployment.zip")
     code, out, err = run(capsys, "report", "verify", str(pack))
     assert code == 0 and err == "", out
-    assert "verdict PASS, re-run verdict PASS; 4 evidence files" in out  # answer, acme-info, /prpc/Info, collateral
+    assert "verdict PASS, re-run verdict PASS; 5 evidence files" in out  # answer, acme-info, /prpc/Info, GetMeta,
+    # collateral
 
 
 def test_key_command_shows_and_exports_the_key_that_signs(tmp_path: Path, report_file: Path,

@@ -60,8 +60,6 @@ NOT_PASSED = {
     ("gateway", "domain.dns_caa"): CheckStatus.SKIP,
     ("gateway", "domain.ct_log"): CheckStatus.SKIP,
     ("kms", "binding.report_data"): CheckStatus.SKIP,  # a Cloud answer carries neither the KMS's chain nor its keys
-    ("app", "source.kms_key_provider"): CheckStatus.WARN,
-    ("gateway", "source.kms_key_provider"): CheckStatus.WARN,
 }
 
 
@@ -91,7 +89,7 @@ def _item(items, kind):
 def test_the_three_entities_verify_to_pass_at_the_demo_instant():
     demo, report = _verify_demo()
     assert demo.now == 1_780_272_000  # 2026-06-01T00:00:00Z
-    assert [e.kind for e in demo.items] == ["cloud-attestations", "acme-info", "agent-info", "collateral"]
+    assert [e.kind for e in demo.items] == ["cloud-attestations", "acme-info", "agent-info", "kms-meta", "collateral"]
     assert [e.name for e in demo.items] == [f"demo/{name}" for name in DEMO_EVIDENCE]
     assert report.verdict is Verdict.PASS
     assert set(report.entities) == {"app", "kms", "gateway"}
@@ -107,10 +105,14 @@ def test_the_three_entities_verify_to_pass_at_the_demo_instant():
     checks = {(c.entity, c.id): c for c in report.checks}
     assert checks["gateway", "source.gateway_app_id"].status is CheckStatus.PASS
     assert checks["gateway", "binding.report_data"].summary.startswith("ACME account binding holds")
-    assert "names the same key" in checks["app", "source.kms_key_provider"].summary
+    # The KMS's GetMeta: its bootstrap quote (same TD, DCAP-verified) binds the CA key that the app and gateway name.
+    assert checks["kms", "binding.kms_keys"].status is CheckStatus.PASS
+    assert checks["kms", "binding.kms_keys"].details["same_td_identity_as_verified_quote"] is True
+    assert "the KMS whose quote binds CA key" in checks["app", "source.kms_key_provider"].summary
     assert report.policy["trust_anchor"]["intel"] is False
     assert "intel-root" not in {c.anchor for c in report.checks}
-    assert [i.role for i in report.inputs] == ["cloud-attestations", "acme-info", "agent-info", "collateral"]
+    assert [i.role for i in report.inputs] == ["cloud-attestations", "acme-info", "agent-info", "kms-meta",
+                                               "collateral"]
 
 
 def test_the_entities_tell_one_deployment():

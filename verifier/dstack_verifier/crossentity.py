@@ -39,7 +39,7 @@ def _kms_ca(kms: Report | None) -> str | None:
     if kms is None:
         return None
     for c in kms.checks:
-        if c.id == "binding.report_data" and c.status is CheckStatus.PASS:
+        if c.id in ("binding.report_data", "binding.kms_keys") and c.status is CheckStatus.PASS:
             key = c.details.get("bound_keys", {}).get("ca_pubkey")
             if isinstance(key, str):
                 return key.lower()

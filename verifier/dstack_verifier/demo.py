@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the domain phase (dnspython…) loads when the demo is load
 DEMO_SCHEMA = "dstack-inspector/demo/v2"
 DEMO_LABEL = "demo root — not Intel"
 # The three entities' evidence, in the order it is given to the verifier; then the app's own evidence.
-DEMO_EVIDENCE = ("cloud-attestations.json", "acme-info.json", "app-info.json", "collateral.json")
+DEMO_EVIDENCE = ("cloud-attestations.json", "acme-info.json", "app-info.json", "kms-meta.json", "collateral.json")
 DEMO_APP_EVIDENCE = ("getquote.json", "app-compose.json", "app-cert.pem", "collateral.json")
 DEMO_ANCHOR = "demo_root_ca.der"
 DEMO_WEB_ROOT = "demo_web_root.pem"  # the TLS trust store of the domain checks (passed as --tls-roots)

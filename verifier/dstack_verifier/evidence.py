@@ -187,6 +187,8 @@ def _detect_json(data: bytes, name: str) -> Evidence:
                         vm_config=_vm_config(att.config, name), extra={"report_data": att.report_data.hex()})
     if "account_uri" in doc and ("account_quote" in doc or "quoted_hist_keys" in doc):  # a gateway's acme-info
         return Evidence(name, "acme-info", data, json=doc)
+    if "bootstrap_info" in doc or ("ca_cert" in doc and "k256_pubkey" in doc):  # the KMS's KMS.GetMeta answer
+        return Evidence(name, "kms-meta", data, json=doc)
     if "tcb_info" in doc and "app_id" in doc:  # a guest agent's /prpc/Info (or Worker.Info) answer
         return Evidence(name, "agent-info", data, json=doc)
     if "instances" in doc and "kms_info" in doc:  # a saved Phala Cloud attestations answer: three entities

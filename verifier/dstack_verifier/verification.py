@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # the measurement and domain modules are imported when their 
     from .measure.image import ImageFolder
     from .measure.model import Measurement
     from .onchain import OnchainReader
-    from .sources.agent import AgentInfo
+    from .sources.agent import AgentInfo, KmsMeta
     from .sources.cloud import CloudAttestations
 
 PHASES = ("hardware", "os", "source", "domain")
@@ -528,7 +528,7 @@ def _recording_input(exchanges: list[Exchange]) -> InputFile:
 
 
 SHARED_KINDS = ("collateral", "recording")  # evidence that applies to every entity of a multi-entity answer
-BESIDE_CLOUD = ("acme-info", "agent-info", "gpu-evidence")  # the gateway's and the app's own answers
+BESIDE_CLOUD = ("acme-info", "agent-info", "gpu-evidence", "kms-meta")  # the entities' own answers
 
 
 def _replayable(exchange: Exchange, options: VerifyOptions) -> bool:
@@ -627,6 +627,67 @@ def _fetch_gateway(cloud: CloudAttestations, net: NetClient | None, options: Ver
         return GatewayEndpoints(acme=None, problem=exc.describe(), url=url)
 
 
+def _kms_meta(answer: CloudAttestations, saved: list[Evidence], net: NetClient | None,
+              progress: Progress) -> KmsMeta | None:
+    """The KMS's own KMS.GetMeta answer (its CA and k256 keys and the bootstrap quote binding them): saved beside the
+    Cloud answer, else asked of the KMS at `kms_info.url`. The Trust Center never asks the KMS (spec §1.5)."""
+    from .sources import SourceError
+    from .sources.agent import fetch_kms_meta, parse_kms_meta
+
+    if len(saved) > 1:
+        raise InputError(f"several KMS.GetMeta answers among the evidence ({', '.join(e.name for e in saved)})")
+    if saved:
+        return parse_kms_meta(saved[0].data, saved[0].name)
+    if net is None or not answer.kms_info.url:
+        return None
+    progress.step("kms: asking KMS.GetMeta")
+    try:
+        return fetch_kms_meta(net, answer.kms_info.url)
+    except SourceError:  # then the KMS's keys are not known, which source.kms_key_provider says
+        return None
+
+
+def _kms_keys_check(ev: EntityEvidence, hw: HardwareResult, meta: KmsMeta, source: CollateralSource,
+                    options: VerifyOptions, memo: CollateralMemo | None) -> Check:
+    """`binding.kms_keys`: the KMS's CA and k256 keys (KMS.GetMeta) are bound by its bootstrap quote — Keccak-256 in
+    report_data — which passes DCAP and comes from the TD identity (MRTD, RTMR0-2) of the verified KMS quote."""
+    from .ratls import check_kms_binding
+
+    ca, k256 = meta.ca_pubkey, meta.bootstrap_k256_pubkey or meta.k256_pubkey
+    if meta.quote is None or not ca or not k256:
+        missing = "bootstrap quote" if meta.quote is None else "CA or k256 public key"
+        return Check(id="binding.kms_keys", entity=ev.entity, phase="hardware", status=CheckStatus.WARN,
+                     anchor=Anchor.NONE, summary=f"KMS keys: {meta.source} gives no {missing}, so nothing binds the "
+                     "KMS's keys to a quote", details={"source": meta.source})
+    bootstrap = parse_quote(meta.quote)
+    binding = check_kms_binding(bootstrap, ca, k256, ev.entity)
+    result = verify_quote(meta.quote, collateral=source.collateral, anchor=options.anchor, now=options.now,
+                          policy=options.policy, entity=ev.entity, memo=memo, reference=False)
+    dcap = _hardware_ok(result.checks)
+    verified = hw.quote
+    assert verified is not None
+    fields = ("mrtd", "rtmr0", "rtmr1", "rtmr2")
+    differ = [f for f in fields if bootstrap.body.fields.get(f) != verified.body.fields.get(f)]
+    details = {**binding.details, "source": meta.source, "bootstrap_quote_dcap": dcap,
+               "bootstrap_quote_problems": [c.summary for c in result.checks if c.status is CheckStatus.FAIL],
+               "same_td_identity_as_verified_quote": not differ, "differing_registers": differ}
+    if binding.status is not CheckStatus.PASS or dcap is False:
+        why = binding.summary if binding.status is not CheckStatus.PASS else \
+            "the bootstrap quote does not pass DCAP (see the details)"
+        return binding.model_copy(update={"id": "binding.kms_keys", "status": CheckStatus.FAIL,
+                                          "summary": f"KMS keys: {why}", "details": details})
+    if differ or dcap is None:
+        why = (f"the bootstrap quote's {', '.join(differ)} differ from the verified KMS quote's (another OS or "
+               "firmware since bootstrap)") if differ else "the bootstrap quote's DCAP status is unknown (collateral)"
+        return binding.model_copy(update={"id": "binding.kms_keys", "status": CheckStatus.WARN,
+                                          "summary": f"KMS keys bound by the bootstrap quote, but {why}",
+                                          "details": details})
+    return binding.model_copy(update={"id": "binding.kms_keys", "anchor": Anchor.QUOTE,
+                                      "summary": "KMS keys: " + binding.summary + "; the bootstrap quote passes DCAP "
+                                                 "and comes from the verified KMS's TD identity",
+                                      "details": details})
+
+
 def _governance_of(answer: CloudAttestations, options: VerifyOptions) -> OnchainOptions | None:
     """The on-chain governance a Cloud answer names (the KMS contract and its chain), so that the registry check runs
     as the Trust Center's does; None for a KMS hosted by Phala (no chain) or a chain we do not read."""
@@ -702,6 +763,8 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
                             ReplayClient(recorded) if recorded else client, recorded, options, progress)
     instance = (answer.instance_index(agent.instance_id) if agent is not None else None) or 0
     per_entity = to_evidence(answer, instance=instance, acme_info=gateway.acme, app_info=agent)
+    kms_meta = _kms_meta(answer, [e for e in items if e.kind == "kms-meta"],
+                         ReplayClient(recorded) if recorded else client, progress)
     memo = memo or CollateralMemo()
     gpu = [e for e in items if e.kind == "gpu-evidence"]  # the app's GPUs
     reader = None
@@ -714,7 +777,8 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
         (entity, _verify_entity(entity_items + shared + (gpu if entity == "app" else []), options, client=client,
                                 cache=cache, memo=memo,
                                 entity=entity, gateway=gateway if entity == "gateway" else None,  # type: ignore[arg-type]
-                                progress=progress, onchain_reader=reader))
+                                progress=progress, onchain_reader=reader,
+                                kms_meta=kms_meta if entity == "kms" else None))
         for entity, entity_items in per_entity.items()
     ]
     derived = {e.name for entity_items in per_entity.values() for e in entity_items}
@@ -841,6 +905,7 @@ def _verify_entity(
     gateway: GatewayEndpoints | None = None,
     progress: Progress | None = None,
     onchain_reader: OnchainReader | None = None,
+    kms_meta: KmsMeta | None = None,
 ) -> Report:
     progress = progress or Progress()
     timings: dict[str, float] = {}
@@ -879,6 +944,8 @@ def _verify_entity(
         progress.step(f"{entity}: event log")
         checks += _eventlog_checks(ev, hw.quote, state)
         checks.append(_binding_check(ev, hw.quote, state, options.now, gateway))
+        if kms_meta is not None:
+            checks.append(_kms_keys_check(ev, hw, kms_meta, source, options, memo))
         timings["eventlog"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         recorder_before = len(client.recorder) if client is not None else 0
