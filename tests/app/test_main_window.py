@@ -200,13 +200,16 @@ def test_compare_two_tasks(window, qtbot, tmp_path):
 
 
 def test_verify_an_app_by_id_from_loopback_servers(qtbot, tmp_path, monkeypatch):
-    from tests.support.cloud_server import Dataset1, DstackServer, cloud_path
+    from tests.support.cloud_server import ACME_INFO_PATH, Dataset1, DstackServer, cloud_path
 
     dataset = Dataset1.load()
     with DstackServer(dataset) as server:
         answer = dataset.cloud_answer()
         answer["kms_info"]["gateway_app_url"] = server.url  # every endpoint is this loopback server
+        answer["kms_info"]["url"] = server.url  # KMS.GetMeta is asked of this server too
         answer["kms_info"]["chain_id"] = None  # hosted governance: no public node to ask
+        # No legacy base_domain: the app's agent would be looked for under the real domain.
+        server.set_json(ACME_INFO_PATH, dataset.acme_info_answer(legacy_fields=False))
         server.set_json(cloud_path(dataset.app_id), answer)
         settings = UserSettings(cloud_api_url=server.cloud_base_url, pccs_url=server.url, offline=False)
         win = MainWindow(settings=settings)

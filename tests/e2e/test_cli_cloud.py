@@ -64,6 +64,7 @@ def test_app_id_online_then_offline_replay(capsys, tmp_path: Path, monkeypatch) 
             RpcNode() as node:  # the Base node of the KMS contract the answer names
         answer = dataset.cloud_answer()
         answer["kms_info"]["gateway_app_url"] = server.url  # the gateway's endpoints are this server's
+        answer["kms_info"]["url"] = server.url  # KMS.GetMeta is asked of this server too
         server.set_json(cloud_path(dataset.app_id), answer)
         # The PCCS is the same loopback server, which has no collateral: the collateral checks are errors.
         code, report = run_json(capsys, "verify", "--app-id", dataset.app_id, "--cloud-url", server.cloud_base_url,
@@ -108,6 +109,7 @@ def test_gateway_down_is_one_failed_check(capsys, tmp_path: Path, monkeypatch) -
     with DstackServer(dataset) as server:
         answer = dataset.cloud_answer()
         answer["kms_info"]["gateway_app_url"] = server.url
+        answer["kms_info"]["url"] = server.url  # KMS.GetMeta is asked of this server too
         answer["kms_info"]["chain_id"] = None  # hosted governance: no node to ask
         server.set_json(cloud_path(dataset.app_id), answer)
         server.fail(ACME_INFO_PATH, "500")
@@ -190,6 +192,7 @@ def test_a_gateway_whose_tls_does_not_verify_is_one_error_check(capsys, tmp_path
     with DstackServer(dataset) as server, gateway:
         answer = dataset.cloud_answer()
         answer["kms_info"]["gateway_app_url"] = gateway.url
+        answer["kms_info"]["url"] = server.url  # KMS.GetMeta is asked of this server too
         answer["kms_info"]["chain_id"] = None  # hosted governance: no node to ask
         server.set_json(cloud_path(dataset.app_id), answer)
         code, report = run_json(capsys, "verify", "--app-id", dataset.app_id, "--cloud-url", server.cloud_base_url,

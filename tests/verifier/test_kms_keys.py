@@ -87,7 +87,8 @@ def test_getmeta_is_asked_of_the_kms_and_replayed(tmp_path) -> None:  # type: ig
         answer["kms_info"]["chain_id"] = None
         answer["kms_info"]["gateway_app_url"] = None
         cloud = detect(json.dumps(answer).encode(), "attestations.json")
-        options = replace(DEMO.options(), offline=False)
+        # Every endpoint is the loopback server: collateral (none there), the app's agent, the KMS.
+        options = replace(DEMO.options(), offline=False, domain=None, pccs_url=server.url, agent_url=server.url)
         report = verify_evidence([cloud], options, client=client)
     kms_keys = checks(report)["kms", "binding.kms_keys"]
     # dataset1's GetMeta stand-in carries the Trust Center's constant wallet key, which its quote does not bind.
