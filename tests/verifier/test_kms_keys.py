@@ -95,3 +95,34 @@ def test_getmeta_is_asked_of_the_kms_and_replayed(tmp_path) -> None:  # type: ig
     assert kms_keys.status is CheckStatus.FAIL and "KMS.GetMeta" in kms_keys.details["source"]
     again = verify_evidence([detect(report.to_json().encode(), "r.json")], DEMO.options())
     assert checks(again)["kms", "binding.kms_keys"].status is CheckStatus.FAIL
+
+
+def test_the_keys_registered_on_chain_stand_in_for_getmeta() -> None:
+    from dataclasses import replace
+
+    from dstack_verifier.net import NetClient
+
+    from tests.support.rpc_node import RpcNode
+
+    meta = json.loads(next(e for e in DEMO.items if e.kind == "kms-meta").data)["bootstrap_info"]
+    cloud = next(e for e in DEMO.items if e.kind == "cloud-attestations")
+    answer = json.loads(cloud.data)
+    kms_contract = "0x" + "4b" * 20
+    answer["kms_info"].update({"chain_id": 8453, "contract_address": kms_contract, "url": None})  # no GetMeta
+    items = [detect(json.dumps(answer).encode(), "attestations.json"),
+             *(e for e in DEMO.items if e.kind not in ("cloud-attestations", "kms-meta"))]
+    with RpcNode() as node, NetClient(retries=0, timeout=5) as client:
+        node.add_kms(kms_contract, ca_pubkey=bytes.fromhex(meta["ca_pubkey"]),
+                     k256_pubkey=bytes.fromhex(meta["k256_pubkey"]), quote=bytes.fromhex(meta["quote"]),
+                     eventlog=bytes.fromhex(meta["eventlog"]))
+        options = replace(DEMO.options(), offline=False, rpc_urls={"base": node.url}, pccs_url=node.url,
+                          agent_url=node.url)
+        report = verify_evidence(items, options, client=client)
+    found = checks(report)
+    kms_keys = found["kms", "binding.kms_keys"]
+    assert kms_keys.status is CheckStatus.PASS, kms_keys.summary
+    assert "kmsInfo()" in kms_keys.details["source"]
+    assert found["app", "source.kms_key_provider"].status is CheckStatus.PASS
+    # Offline, from the recorded JSON-RPC answers: the same.
+    again = checks(verify_evidence([detect(report.to_json().encode(), "r.json")], DEMO.options()))
+    assert again["kms", "binding.kms_keys"].status is CheckStatus.PASS

@@ -26,6 +26,7 @@ from . import __version__
 from .errors import InputError
 from .eventlog import AppInfo, Event, check_replay, check_rtmr3_payloads, derived_values, extract_app_info
 from .evidence import RECORDING_SCHEMA, Evidence, replay_inputs
+from .jsontext import load_json
 from .model import Anchor, Check, CheckStatus, Entity, InputFile, Report, Verdict, decide_verdict
 from .net import RECORDED_NOTE_HEADER, Exchange, NetClient, NetError, ReplayClient
 from .quote.collateral import Collateral
@@ -647,6 +648,27 @@ def _kms_meta(answer: CloudAttestations, saved: list[Evidence], net: NetClient |
         return None
 
 
+def _kms_meta_onchain(reader: OnchainReader, kms_contract: str) -> KmsMeta | None:
+    """The KMS's keys and bootstrap quote as registered in its DstackKms (`kmsInfo()`), in KMS.GetMeta's shape;
+    None when the chain cannot be read or registers none (the key-provider check then says the keys are unknown)."""
+    from .onchain import OnchainError
+    from .sources.agent import KmsMeta
+
+    try:
+        info = reader.kms_info(kms_contract)
+    except OnchainError:
+        return None
+    if not info.quote or not info.ca_pubkey or not info.k256_pubkey:
+        return None
+    source = f"DstackKms.kmsInfo() of {kms_contract} on {reader.chain.label()}"
+    try:
+        events = load_json(info.eventlog.decode("utf-8"), source) if info.eventlog else None
+    except (InputError, UnicodeDecodeError):
+        events = None
+    return KmsMeta(source=source, bootstrap_ca_pubkey=info.ca_pubkey, bootstrap_k256_pubkey=info.k256_pubkey,
+                   quote=info.quote, event_log=events if isinstance(events, list) else None)
+
+
 def _kms_keys_check(ev: EntityEvidence, hw: HardwareResult, meta: KmsMeta, source: CollateralSource,
                     options: VerifyOptions, memo: CollateralMemo | None) -> Check:
     """`binding.kms_keys`: the KMS's CA and k256 keys (KMS.GetMeta) are bound by its bootstrap quote — Keccak-256 in
@@ -659,7 +681,12 @@ def _kms_keys_check(ev: EntityEvidence, hw: HardwareResult, meta: KmsMeta, sourc
         return Check(id="binding.kms_keys", entity=ev.entity, phase="hardware", status=CheckStatus.WARN,
                      anchor=Anchor.NONE, summary=f"KMS keys: {meta.source} gives no {missing}, so nothing binds the "
                      "KMS's keys to a quote", details={"source": meta.source})
-    bootstrap = parse_quote(meta.quote)
+    try:
+        bootstrap = parse_quote(meta.quote)
+    except InputError as exc:  # a chain's or a KMS's answer is untrusted input like any other
+        return Check(id="binding.kms_keys", entity=ev.entity, phase="hardware", status=CheckStatus.FAIL,
+                     anchor=Anchor.NONE, summary=f"KMS keys: the bootstrap quote of {meta.source} does not parse "
+                     f"({exc.describe()})", details={"source": meta.source})
     binding = check_kms_binding(bootstrap, ca, k256, ev.entity)
     result = verify_quote(meta.quote, collateral=source.collateral, anchor=options.anchor, now=options.now,
                           policy=options.policy, entity=ev.entity, memo=memo, reference=False)
@@ -773,6 +800,8 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
 
         net = ReplayClient(recorded) if recorded else (client or NetClient(offline=True))
         reader = OnchainReader(net, options.onchain.chain, rpc_url=options.onchain.rpc_url)
+        if kms_meta is None and "source" in options.phases:
+            kms_meta = _kms_meta_onchain(reader, options.onchain.kms_contract)
     reports = [
         (entity, _verify_entity(entity_items + shared + (gpu if entity == "app" else []), options, client=client,
                                 cache=cache, memo=memo,
