@@ -155,10 +155,6 @@ def assemble(items: list[Evidence], entity: Entity = "app") -> EntityEvidence:
     events, events_source = (log.events, log.name) if log is not None else (quote.events, quote.name)
     if events is None:
         events_source = None
-    recording: list[Exchange] = []
-    for e in items:
-        if e.kind == "recording":
-            recording.extend(Exchange.model_validate(x) for x in e.json["exchanges"])
     certificates = [c for e in items if e.kind == "certificate" for c in e.certificates]
     return EntityEvidence(
         entity=entity,
@@ -168,7 +164,7 @@ def assemble(items: list[Evidence], entity: Entity = "app") -> EntityEvidence:
         compose=_one(items, "app-compose", "app-compose files"),
         certificates=certificates,
         vm_config=quote.vm_config,
-        recording=recording,
+        recording=_recorded_exchanges(items),
     )
 
 
@@ -279,8 +275,7 @@ def _onchain(ev: EntityEvidence, info: AppInfo | None, state: _SourceState, opti
     if "source" not in options.phases:  # not asked for: the chain is not read (no request leaves the machine)
         return _skip("source.onchain_registry", ev.entity, "source", "phase source not selected")
     if reader is None:
-        net: NetClient | None = ReplayClient(ev.recording) if ev.recording else client
-        reader = OnchainReader(net or NetClient(offline=True), cfg.chain, rpc_url=cfg.rpc_url)
+        reader = OnchainReader(_net(ev.recording, client), cfg.chain, rpc_url=cfg.rpc_url)
     app_contract = cfg.app_contract or (("0x" + info.app_id.hex()) if info and info.app_id else None)
     os_image = info.os_image_hash if info and info.os_image_hash else None
     return check_onchain_registry(
@@ -405,18 +400,10 @@ def _measure_cached(folder: ImageFolder, vm: dict[str, Any], events: list[Event]
 
 def _binding_check(ev: EntityEvidence, quote: Quote, state: _SourceState, now: int,
                    gateway: GatewayEndpoints | None = None) -> Check:
-    """What report_data binds: the KMS's CA and k256 keys (when a source gave them), the gateway's ACME account
-    (when its account quote is the verified one), else an RA-TLS certificate's key."""
-    from .ratls import check_acme_binding, check_kms_binding
+    """What report_data binds: the gateway's ACME account (when its account quote is the verified one), else an
+    RA-TLS certificate's key. (The KMS's keys are bound by its bootstrap quote: `binding.kms_keys`.)"""
+    from .ratls import check_acme_binding
 
-    claimed = ev.quote.json.get("source") if isinstance(ev.quote.json, dict) else None
-    claimed = claimed if isinstance(claimed, dict) else {}
-    if ev.entity == "kms" and claimed.get("ca_pubkey") and claimed.get("k256_pubkey"):
-        try:
-            ca, k256 = bytes.fromhex(claimed["ca_pubkey"]), bytes.fromhex(claimed["k256_pubkey"])
-        except (TypeError, ValueError):
-            raise InputError("expected hex", source=ev.quote.name, field="source.ca_pubkey/k256_pubkey") from None
-        return check_kms_binding(quote, ca, k256, ev.entity)
     acme = gateway.acme if gateway is not None else None
     if acme is not None and acme.account_quote == ev.quote.quote:
         return check_acme_binding(quote, acme.account_uri, ev.entity)
@@ -541,6 +528,11 @@ def _replayable(exchange: Exchange, options: VerifyOptions) -> bool:
 
 def _recorded_exchanges(items: list[Evidence]) -> list[Exchange]:
     return [Exchange.model_validate(x) for e in items if e.kind == "recording" for x in e.json["exchanges"]]
+
+
+def _net(recording: list[Exchange], client: NetClient | None) -> NetClient:
+    """Where a check's requests go: the recording of the run being replayed, else the live client, else nowhere."""
+    return ReplayClient(recording) if recording else (client or NetClient(offline=True))
 
 
 def verify_evidence(
@@ -779,27 +771,27 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     if options.onchain is None:
         options = replace(options, onchain=_governance_of(answer, options))
     recorded = _recorded_exchanges(shared)
+    asking = ReplayClient(recorded) if recorded else client  # None: offline, the endpoints are not asked
     start = len(client.recorder) if client is not None else 0
     saved = _gateway_from_files([e for e in items if e.kind == "acme-info"])
     if saved is not None:  # the gateway's acme-info saved beside the answer: used instead of fetching it
         gateway = replace(saved[1], url=answer.kms_info.gateway_app_url)
     else:
         progress.step("gateway: fetching acme-info")
-        gateway = _fetch_gateway(answer, ReplayClient(recorded) if recorded else client, options)
+        gateway = _fetch_gateway(answer, asking, options)
     agent = _app_agent_info(answer, [e for e in items if e.kind == "agent-info"], gateway,
-                            ReplayClient(recorded) if recorded else client, recorded, options, progress)
+                            asking, recorded, options, progress)
     instance = (answer.instance_index(agent.instance_id) if agent is not None else None) or 0
     per_entity = to_evidence(answer, instance=instance, acme_info=gateway.acme, app_info=agent)
-    kms_meta = _kms_meta(answer, [e for e in items if e.kind == "kms-meta"],
-                         ReplayClient(recorded) if recorded else client, progress)
+    kms_meta = _kms_meta(answer, [e for e in items if e.kind == "kms-meta"], asking, progress)
     memo = memo or CollateralMemo()
     gpu = [e for e in items if e.kind == "gpu-evidence"]  # the app's GPUs
     reader = None
     if options.onchain is not None:  # one reader: every entity's governance read at the same pinned block
         from .onchain import OnchainReader
 
-        net = ReplayClient(recorded) if recorded else (client or NetClient(offline=True))
-        reader = OnchainReader(net, options.onchain.chain, rpc_url=options.onchain.rpc_url)
+        reader = OnchainReader(asking or NetClient(offline=True), options.onchain.chain,
+                               rpc_url=options.onchain.rpc_url)
         if kms_meta is None and "source" in options.phases:
             kms_meta = _kms_meta_onchain(reader, options.onchain.kms_contract)
     reports = [
@@ -881,10 +873,9 @@ def _gpu_check(ev: EntityEvidence, items: list[Evidence], options: VerifyOptions
     origin = urllib.parse.urlsplit(nras)
     jwks = DEFAULT_JWKS_URL if nras_url is None else \
         f"{origin.scheme}://{origin.netloc}/.well-known/jwks.json"  # NRAS publishes its keys at its origin
-    net: NetClient = ReplayClient(ev.recording) if ev.recording else (client or NetClient(offline=True))
     if not given:
         state.absent.add("gpu.attestation")
-    return check_gpu_attestation(given[0].extra["gpu"] if given else None, client=net,
+    return check_gpu_attestation(given[0].extra["gpu"] if given else None, client=_net(ev.recording, client),
                                  now=datetime.fromtimestamp(options.now, UTC), nras_url=nras, jwks_url=jwks,
                                  entity=ev.entity,
                                  reason_absent=f"the VM config names {gpus} GPU(s) but no GPU evidence was given")
@@ -915,9 +906,8 @@ def _domain_checks(ev: EntityEvidence, gateway: GatewayEndpoints | None, hw: Har
     account = gateway.acme.account_quote if gateway is not None and gateway.acme is not None else None
     account_ok = hw_ok if account is None or account == ev.quote.quote else (
         dcap_ok(account) if collateral is not None else None)
-    net: NetClient = ReplayClient(ev.recording) if ev.recording else (client or NetClient(offline=True))
     result = domain_checks(gateway, gateway_quote_ok=account_ok, verify_key_quote=dcap_ok if collateral else None,
-                           options=options.domain or DomainOptions(), net=net, now=options.now,
+                           options=options.domain or DomainOptions(), net=_net(ev.recording, client), now=options.now,
                            recording=ev.recording, entity=ev.entity)
     state.absent |= result.absent
     return result.checks
