@@ -574,14 +574,8 @@ class MainWindow(QMainWindow):
         path = self.store.path
         task = {"title": session.title, "source": session.source, "app_id": _app_id_of(report),
                 "domain": _domain_of(report)}
-        worker = CallWorker(lambda: save_report(path, report, **task))
-        worker.signals.result.connect(lambda task_id: self._on_saved(report, task_id))
-        worker.signals.error.connect(
-            lambda message: self.message_bar.show_message("warn", "The result could not be saved in the history:",
-                                                          [message]))
-        worker.signals.finished.connect(lambda: self._calls.remove(worker))
-        self._calls.append(worker)
-        self.pool.start(worker)
+        self._call(lambda: save_report(path, report, **task), lambda task_id: self._on_saved(report, task_id),
+                   "The result could not be saved in the history", level="warn", announce=False)
 
     def _on_saved(self, report: Report, task_id: int) -> None:
         if self.report is report:
@@ -692,13 +686,16 @@ class MainWindow(QMainWindow):
         self.compare_dialog.show()
 
     # ---- packs ------------------------------------------------------------------------------------------------
-    def _call(self, call, on_result, what: str) -> CallWorker:  # type: ignore[no-untyped-def]
+    def _call(self, call, on_result, what: str, *, level: str = "error",  # type: ignore[no-untyped-def]
+              announce: bool = True) -> CallWorker:
+        """Run a library call on the pool; its failure is shown as `what:` and the message, at `level`."""
         worker = CallWorker(call)
         worker.signals.result.connect(on_result)
-        worker.signals.error.connect(lambda message: self.message_bar.show_message("error", f"{what}:", [message]))
+        worker.signals.error.connect(lambda message: self.message_bar.show_message(level, f"{what}:", [message]))
         worker.signals.finished.connect(lambda: self._calls.remove(worker))
         self._calls.append(worker)
-        self.statusBar().showMessage(f"{what}…")
+        if announce:
+            self.statusBar().showMessage(f"{what}…")
         self.pool.start(worker)
         return worker
 
