@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from dstack_verifier.eventlog import (
 )
 from dstack_verifier.quote.structure import Quote, parse_quote
 from dstack_verifier.synth import make_evidence
+from timing import median_ms
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 TARGET_MS = 2.0
@@ -86,21 +85,11 @@ def baseline(events: list[Event]) -> Callable[[], object]:
     return run
 
 
-def median_ms(fn: Callable[[], object], rounds: int) -> float:
-    for _ in range(min(rounds, 20)):  # warm-up
-        fn()
-    samples = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples) * 1e3
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=500)
     args = ap.parse_args()
+    warm = min(args.rounds, 20)  # untimed calls before each measurement
     synthetic = synthetic_log()
     cases = [("synthetic 100 events", synthetic, quote_for(synthetic)), *fixture_logs()]
     print(f"{args.rounds} rounds per figure, median time per log; baseline = raw hashlib SHA-384, same bytes")
@@ -109,11 +98,11 @@ def main() -> int:
     for name, events, quote in cases:
         assert check_replay(events, quote, "app").status == "pass"
         assert check_rtmr3_payloads(events, quote, "app").status == "pass"
-        ours = median_ms(lambda events=events: replay(events), args.rounds)
+        ours = median_ms(lambda events=events: replay(events), args.rounds, warm)
         checks = median_ms(lambda events=events, quote=quote: (check_replay(events, quote, "app"),
                                                                check_rtmr3_payloads(events, quote, "app")),
-                           args.rounds)
-        base = median_ms(baseline(events), args.rounds)
+                           args.rounds, warm)
+        base = median_ms(baseline(events), args.rounds, warm)
         worst = max(worst, ours, checks)
         print(f"  {name:<22}{len(events):>7}{ours:>9.3f}ms{checks:>11.3f}ms{base:>9.3f}ms{ours / base:>16.2f}x")
     verdict = "within" if worst < TARGET_MS else "OVER"

@@ -30,7 +30,6 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from dstack_verifier.eventlog import Event
@@ -39,6 +38,7 @@ from dstack_verifier.measure.full import hash_image, measure_image
 from dstack_verifier.measure.hash_cache import ImageHashCache
 from dstack_verifier.measure.image import ImageFolder
 from dstack_verifier.synth.image import build_image_folder, write_manifest
+from timing import median_ms
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -52,17 +52,6 @@ RSS_TARGET_MB = 300.0
 ACPI_EVENTS = [Event(imr=0, event_type=0xA, name=name, payload=b"ACPI DATA",
                      digest=hashlib.sha384(f"bench {name}".encode()).digest())
                for name in ("acpi-loader", "acpi-rsdp", "acpi-tables")]
-
-
-def median_ms(fn: Callable[[], object], rounds: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples) * 1e3
 
 
 def tables_blob() -> bytes:

@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
 from tests.support.fixtures import fixture_path
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer, send_body
 
 Failure = Literal["404", "500", "502", "hang", "malformed", "not-json", "oversized", "oversized-chunked", "drop"]
 
@@ -482,17 +482,6 @@ class DstackServer(LoopbackServer):
                 self.send_response(route.status)
                 for name, value in route.headers.items():
                     self.send_header(name, value)
-                if route.chunked:
-                    self.send_header("Transfer-Encoding", "chunked")
-                    self.end_headers()
-                    step = 64 * 1024
-                    for i in range(0, len(route.body), step):
-                        piece = route.body[i : i + step]
-                        self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-                    self.wfile.write(b"0\r\n\r\n")
-                else:
-                    self.send_header("Content-Length", str(len(route.body)))
-                    self.end_headers()
-                    self.wfile.write(route.body)
+                send_body(self, route.body, 64 * 1024 if route.chunked else None)
 
         return Handler

@@ -72,8 +72,22 @@ def respond(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_t
     try:
         handler.send_response(status)
         handler.send_header("Content-Type", content_type)
+        send_body(handler, body)
+    except (BrokenPipeError, ConnectionResetError):
+        handler.close_connection = True
+
+
+def send_body(handler: BaseHTTPRequestHandler, body: bytes, chunk: int | None = None) -> None:
+    """End the headers already sent and write `body`: with its length, or in chunks of `chunk` bytes (no length
+    announced, as a streaming server does)."""
+    if chunk is None:
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
-    except (BrokenPipeError, ConnectionResetError):
-        handler.close_connection = True
+        return
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    for i in range(0, len(body), chunk):
+        piece = body[i : i + chunk]
+        handler.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+    handler.wfile.write(b"0\r\n\r\n")

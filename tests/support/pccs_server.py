@@ -25,7 +25,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer, send_body
 
 Failure = Literal[
     "404", "500", "502", "503", "504", "hang", "malformed", "missing-header", "bad-hex", "missing-field", "drop"
@@ -258,17 +258,6 @@ def _make_handler(server: PccsServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(route.status)
             for name, value in route.headers.items():
                 self.send_header(name.lower() if server.lowercase_headers else name, value)
-            if route.chunked:
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                step = 4096
-                for i in range(0, len(route.body), step):
-                    piece = route.body[i : i + step]
-                    self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-                self.wfile.write(b"0\r\n\r\n")
-            else:
-                self.send_header("Content-Length", str(len(route.body)))
-                self.end_headers()
-                self.wfile.write(route.body)
+            send_body(self, route.body, 4096 if route.chunked else None)
 
     return Handler
