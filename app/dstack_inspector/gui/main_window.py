@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dstack_verifier import __version__
 from dstack_verifier.demo import load_demo
-from dstack_verifier.domain_phase import DomainOptions
 from dstack_verifier.errors import InputError
 from dstack_verifier.evidence import Evidence, detect, load_evidence
 from dstack_verifier.model import CheckStatus, Report, Verdict
@@ -47,6 +47,9 @@ from .tasks_view import TasksView
 from .vocabulary import count_statuses, format_time
 from .widgets import FindingsBadge, MessageBar, VerdictBanner
 
+if TYPE_CHECKING:  # the domain phase (dnspython…) loads when a verification needs it, not at start-up
+    from dstack_verifier.domain_phase import DomainOptions
+
 MAX_RECENT = 10
 
 
@@ -59,11 +62,14 @@ class Session:
     title: str
     now: int | None = None  # None: the wall clock at each verification
     anchor_label: str | None = None  # shown as the badge when the anchor is not Intel's
-    is_demo: bool = False
     source: str = "files"  # how the history names it: files | online | demo | pack | rerun
     app_id: str | None = None  # fetch this app's attestations (online)
     domain: DomainOptions | None = None  # the gateway's domain checks: domain name, trust roots, CT scan
     phases: tuple[str, ...] | None = None  # the phases asked for (None: all the evidence allows)
+
+    @property
+    def is_demo(self) -> bool:
+        return self.source == "demo"
 
 
 @dataclass
@@ -298,7 +304,7 @@ class MainWindow(QMainWindow):
             return False
         self.message_bar.hide()
         self._start_session(Session(items=demo.items, anchor=demo.anchor, now=demo.now, title="demo evidence",
-                                    anchor_label=demo.label, is_demo=True, source="demo", domain=demo.domain))
+                                    anchor_label=demo.label, source="demo", domain=demo.domain))
         return True
 
     def open_paths(self, paths: list[Path]) -> bool:
@@ -355,6 +361,8 @@ class MainWindow(QMainWindow):
             return False
         self.message_bar.hide()
         anchor = self._custom_anchor or load_anchor(None)
+        from dstack_verifier.domain_phase import DomainOptions
+
         domain_options = DomainOptions(domain=domain, ct_log=ct_log) if (domain or ct_log) else None
         self._start_session(Session(items=[], anchor=anchor, title=f"app {app_id}", source="online", app_id=app_id,
                                     domain=domain_options, phases=phases,
