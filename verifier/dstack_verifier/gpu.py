@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import InputError
 from .jsontext import json_kind, load_json
+from .jws import b64url, decode_compact
 from .model import Check, CheckStatus, Entity
 from .net import NetClient, NetError, NetResponse, ReplayClient
 from .sources import decode_answer
@@ -58,7 +58,6 @@ MAX_X5C = 8
 # NRAS's clock and ours may differ a little; a token issued "in the future" by less than this is accepted.
 CLOCK_SKEW_SECONDS = 300
 _P384_COORD = 48
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _DIGEST_ALGS = {"SHA256": "sha256", "SHA-256": "sha256", "SHA384": "sha384", "SHA-384": "sha384"}
 _GPU_FIELDS = {  # shown per GPU: detail name → claim
     "model": "hwmodel",
@@ -171,35 +170,13 @@ class NrasAnswer:
     detached: dict[str, Jwt]
 
 
-def _b64url(text: str, what: str, source: str) -> bytes:
-    if not _B64URL.fullmatch(text):
-        raise InputError("not base64url", source=source, field=what)
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise InputError("not base64url", source=source, field=what) from None
-
-
 def decode_jwt(text: Any, name: str, source: str = "NRAS answer") -> Jwt:
     if not isinstance(text, str):
         raise InputError(f"expected a JWT string, got {json_kind(text)}", source=source, field=name)
     if len(text) > MAX_TOKEN_CHARS:
         raise InputError(f"token of {len(text)} characters, more than {MAX_TOKEN_CHARS}", source=source, field=name)
-    parts = text.split(".")
-    if len(parts) != 3:
-        raise InputError(f"a JWT has 3 dot-separated parts, this has {len(parts)}", source=source, field=name)
-    decoded = []
-    for part, what in zip(parts[:2], ("header", "payload"), strict=True):
-        raw = _b64url(part, f"{name}.{what}", source)
-        try:
-            doc = load_json(raw.decode("utf-8"), source, f"{name}.{what}")
-        except UnicodeDecodeError:
-            raise InputError("not UTF-8", source=source, field=f"{name}.{what}") from None
-        if not isinstance(doc, dict):
-            raise InputError(f"expected a JSON object, got {json_kind(doc)}", source=source, field=f"{name}.{what}")
-        decoded.append(doc)
-    signature = _b64url(parts[2], f"{name}.signature", source)
-    return Jwt(name, text, decoded[0], decoded[1], f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+    jws = decode_compact(text, source, (f"{name}.header", f"{name}.payload", f"{name}.signature"), field=name)
+    return Jwt(name, text, jws.header, jws.claims, jws.signing_input, jws.signature)
 
 
 def parse_nras_answer(data: bytes, url: str) -> NrasAnswer:
@@ -278,7 +255,7 @@ def _jwk_key(jwk: dict[str, Any], where: str, source: str) -> ec.EllipticCurvePu
     coords = []
     for name in ("x", "y"):
         value = jwk.get(name)
-        raw = _b64url(value, f"{where}.{name}", source) if isinstance(value, str) else b""
+        raw = b64url(value, source, f"{where}.{name}") if isinstance(value, str) else b""
         if len(raw) != _P384_COORD:
             raise InputError(f"expected {_P384_COORD} bytes", source=source, field=f"{where}.{name}")
         coords.append(int.from_bytes(raw, "big"))
