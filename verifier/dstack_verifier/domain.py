@@ -54,6 +54,7 @@ from .errors import InputError
 from .jsontext import json_kind, load_json
 from .model import Anchor, Check, CheckStatus, Entity
 from .net import NetClient, NetError, NetResponse
+from .quote.names import subject_label as _cn
 from .quote.structure import Quote, parse_quote
 from .ratls import ACME_FORMULA, acme_report_data, load_certificates, quote_report_data, spki_der
 from .validation import validate_model
@@ -732,14 +733,6 @@ def _cert_entry(cert: x509.Certificate, now: datetime) -> dict[str, Any]:
     if names:
         entry["dns_names"] = names
     return entry
-
-
-def _cn(cert: x509.Certificate) -> str:
-    try:
-        attrs = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    except ValueError:
-        attrs = []
-    return str(attrs[0].value) if attrs else cert.subject.rfc4514_string()
 
 
 def check_certificate_key(

@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import ExtensionOID
 from pydantic import BaseModel, ConfigDict
 
 from .errors import InputError
@@ -36,6 +36,7 @@ from .jsontext import json_kind, load_json
 from .jws import b64url, decode_compact
 from .model import Check, CheckStatus, Entity
 from .net import NetClient, NetError
+from .quote.names import subject_label as _cn
 from .quote.structure import Quote
 from .validation import validate_model
 
@@ -187,11 +188,6 @@ def appraise(client: NetClient, quote: bytes, options: ItaOptions) -> ItaAnswer:
         return parse_token(_model(_AttestAnswer, response.content, f"ITA answer {url}").token)
     except (InputError, UnicodeError, binascii.Error) as exc:
         raise ItaError(f"ITA's answer is malformed: {exc}") from None
-
-
-def _cn(cert: x509.Certificate) -> str:
-    found = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(found[0].value) if found else cert.subject.rfc4514_string()
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

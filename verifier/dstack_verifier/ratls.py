@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from .errors import InputError
 from .model import Anchor, Check, CheckStatus, Entity, Phase
 from .quote.chain import cert_summary
-from .quote.names import cert_names, common_name, name_text
+from .quote.names import cert_names, name_text
+from .quote.names import subject_label as _cn
 from .quote.structure import Quote, parse_quote
 
 CHECK_ID = "binding.report_data"
@@ -364,14 +365,6 @@ def _quote_details(quote: Quote) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ RA-TLS binding
-
-
-def _cn(cert: x509.Certificate) -> str:
-    try:
-        names = cert_names(cert)
-    except ValueError:
-        return "<malformed subject>"
-    return common_name(names.subject) or name_text(names.subject)
 
 
 def _verify_signature(cert: x509.Certificate, key: Any) -> bool:

@@ -178,6 +178,15 @@ def common_name(name_der: bytes) -> str | None:
     return cns[-1] if cns else None
 
 
+def subject_label(cert: x509.Certificate) -> str:
+    """How messages name a certificate: its subject's common name, else the whole subject."""
+    try:
+        names = cert_names(cert)
+    except ValueError:
+        return "<malformed subject>"
+    return common_name(names.subject) or name_text(names.subject)
+
+
 def clear_caches() -> None:
     cert_names.cache_clear()
     attributes.cache_clear()
