@@ -517,11 +517,14 @@ class MainWindow(QMainWindow):
             self._set_state("cancelled")
             self.verificationSettled.emit()
 
-    def _sender_task(self) -> int | None:
-        """The number of the task whose worker sent the signal being handled, while it is live (not cancelled)."""
+    def _sender_task(self, *, live: bool = True) -> int | None:
+        """The number of the task whose worker sent the signal being handled; with `live`, only while it is not
+        cancelled."""
         sender = self.sender()
         number = next((n for n, t in self.tasks.items() if t.worker.signals is sender), None)
-        return number if number is not None and not self.tasks[number].worker.cancelled else None
+        if number is not None and live and self.tasks[number].worker.cancelled:
+            return None
+        return number
 
     @Slot(str)
     def _on_progress(self, text: str) -> None:
@@ -569,8 +572,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_finished(self) -> None:
-        sender = self.sender()
-        number = next((n for n, t in self.tasks.items() if t.worker.signals is sender), None)
+        number = self._sender_task(live=False)
         if number is not None:
             del self.tasks[number]
             self.tasks_view.remove(number)
