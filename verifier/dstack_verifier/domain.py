@@ -46,7 +46,6 @@ import dns.resolver
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -54,6 +53,7 @@ from .errors import InputError
 from .jsontext import json_kind, load_json
 from .model import Anchor, Check, CheckStatus, Entity
 from .net import NetClient, NetError, NetResponse
+from .quote.names import UNREADABLE_KEY, key_label
 from .quote.names import subject_label as _cn
 from .quote.structure import Quote, parse_quote
 from .ratls import ACME_FORMULA, acme_report_data, load_certificates, quote_report_data, spki_der
@@ -220,20 +220,6 @@ def _key_set(keys: Iterable[bytes | str]) -> dict[bytes, bytes]:
         if isinstance(key, bytes | bytearray | memoryview) and len(key):
             out[_canonical_spki(bytes(key))] = bytes(key)
     return out
-
-
-def _key_type(der: bytes) -> str:
-    try:
-        key = serialization.load_der_public_key(der)
-    except (ValueError, UnsupportedAlgorithm, TypeError):
-        return "not a parseable SubjectPublicKeyInfo"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"EC {key.curve.name}"
-    if isinstance(key, rsa.RSAPublicKey):
-        return f"RSA {key.key_size}"
-    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-        return type(key).__name__.removesuffix("PublicKey")
-    return type(key).__name__
 
 
 def zt_cert_report_data(public_key_der: bytes) -> bytes:
@@ -462,9 +448,9 @@ def _assess_key(
         key = _hex_bytes(entry.public_key, source, "public_key")
     except InputError as exc:
         return KeyAssessment(index, b"", "invalid", f"key {index}: public key is {exc.message}", details)
-    details.update(public_key=key.hex(), spki_sha256=_sha256(key), key_type=_key_type(key))
+    details.update(public_key=key.hex(), spki_sha256=_sha256(key), key_type=key_label(key))
     label = f"key {index} (SPKI sha256 {_short(_sha256(key))})"
-    if not key or details["key_type"] == "not a parseable SubjectPublicKeyInfo":
+    if not key or details["key_type"] == UNREADABLE_KEY:
         return KeyAssessment(index, key, "invalid", f"{label}: not a DER SubjectPublicKeyInfo", details)
     if entry.attestation is not None:
         details["attestation"] = "present, not interpreted by this version"
@@ -726,7 +712,7 @@ def _cert_entry(cert: x509.Certificate, now: datetime) -> dict[str, Any]:
         "not_after": cert.not_valid_after_utc.isoformat(),
         "valid_at_now": cert.not_valid_before_utc <= now <= cert.not_valid_after_utc,
         "spki_sha256": _sha256(spki),
-        "key_type": _key_type(spki),
+        "key_type": key_label(spki),
         "pem": cert.public_bytes(serialization.Encoding.PEM).decode(),  # the served certificate, for the reviewer
     }
     names = _dns_names(cert)
@@ -1412,7 +1398,7 @@ def check_ct_log(
                     **_entry_json(group.first),
                     "ids": [e.id for e in group.entries],
                     "spki_sha256": _sha256(spki),
-                    "key_type": _key_type(spki),
+                    "key_type": key_label(spki),
                     "precertificate": _is_precert(cert),
                     "subject": subject,
                 }

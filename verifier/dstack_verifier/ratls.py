@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from .errors import InputError
 from .model import Anchor, Check, CheckStatus, Entity, Phase
 from .quote.chain import cert_summary
-from .quote.names import cert_names, name_text
+from .quote.names import cert_names, key_label, name_text
 from .quote.names import subject_label as _cn
 from .quote.structure import Quote, parse_quote
 
@@ -611,7 +611,7 @@ def _ratls_check(
         "subject": name_text(cert_names(leaf).subject),
         "spki_sha256": _sha256(leaf_spki),
         "spki_der": leaf_spki.hex(),
-        "key_type": _key_type(leaf),
+        "key_type": key_label(leaf),
     }
     details["report_data"] = _report_data_details(expected, actual, RATLS_FORMULA)
     if expected != actual:
@@ -680,18 +680,6 @@ def _ratls_check(
         f"RA-TLS binding holds: report_data binds {bound}; chain verifies to the KMS CA",
         details,
     )
-
-
-def _key_type(cert: x509.Certificate) -> str:
-    try:
-        key = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm):
-        return "unsupported"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"EC {key.curve.name}"
-    if isinstance(key, rsa.RSAPublicKey):
-        return f"RSA {key.key_size}"
-    return type(key).__name__
 
 
 def _check_app_ids(chain: list[x509.Certificate], leaf_info: RaTlsInfo | None, found: _Findings) -> None:

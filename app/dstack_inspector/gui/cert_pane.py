@@ -17,9 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from dstack_verifier.errors import InputError
 from dstack_verifier.model import Report
+from dstack_verifier.quote.names import key_label
 from dstack_verifier.quote.pck import SGX_EXTENSION_OID, PckExtensionError, parse_pck_extension
 from dstack_verifier.quote.structure import parse_quote
-from dstack_verifier.ratls import DSTACK_OID_ARC, _key_type, decode_ratls, load_certificates
+from dstack_verifier.ratls import DSTACK_OID_ARC, decode_ratls, load_certificates
 from dstack_verifier.sources import to_evidence
 from dstack_verifier.sources.cloud import parse_cloud_answer
 from PySide6.QtCore import Qt, Slot
@@ -205,7 +206,7 @@ def certificate_details(der: bytes, at: int | None) -> list[tuple[str, Any]]:
         "subject": _name(cert.subject),
         "issuer": _name(cert.issuer),
         "serial": f"{cert.serial_number:x}",
-        "key": _key_type(cert),
+        "key": key_label(cert),
         "signature algorithm": getattr(algorithm, "_name", algorithm.dotted_string),
         "SHA-256 fingerprint": hashlib.sha256(der).hexdigest(),
     }

@@ -12,6 +12,9 @@ import re
 from typing import NamedTuple
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from . import der
 
@@ -185,6 +188,23 @@ def subject_label(cert: x509.Certificate) -> str:
     except ValueError:
         return "<malformed subject>"
     return common_name(names.subject) or name_text(names.subject)
+
+
+UNREADABLE_KEY = "not a parseable public key"
+
+
+def key_label(key: x509.Certificate | bytes) -> str:
+    """How messages name a public key, given its certificate or its SubjectPublicKeyInfo DER: `EC secp256r1`,
+    `RSA 2048`, `Ed25519`..."""
+    try:
+        public = key.public_key() if isinstance(key, x509.Certificate) else serialization.load_der_public_key(key)
+    except (ValueError, UnsupportedAlgorithm, TypeError):
+        return UNREADABLE_KEY
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return f"EC {public.curve.name}"
+    if isinstance(public, rsa.RSAPublicKey):
+        return f"RSA {public.key_size}"
+    return type(public).__name__.removesuffix("PublicKey")
 
 
 def clear_caches() -> None:
