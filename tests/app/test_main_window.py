@@ -11,7 +11,7 @@ from dstack_inspector import workers
 from dstack_inspector.gui.main_window import MainWindow
 from dstack_inspector.settings import UserSettings
 from dstack_verifier.demo import load_demo
-from dstack_verifier.model import Report
+from dstack_verifier.model import CheckStatus, Report
 from dstack_verifier.synth import make_evidence
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
@@ -318,3 +318,19 @@ def test_a_job_with_phases_verifies_only_those(qtbot):
     report = blocker.args[0]
     assert report.policy["phases"] == ["hardware"]
     assert all(c.status.value == "skip" for c in report.checks if c.phase in ("os", "source", "domain"))
+
+
+def test_a_report_fills_the_entity_panes_once_for_the_object_it_opens(window, qtbot):
+    window.load_demo()
+    report = settle(qtbot, window)
+    kms_quote = next(o for o in report.data_objects if o.id == "kms-quote")
+    failing = next(c for c in report.checks if c.entity == "kms" and c.id in kms_quote.check_ids)
+    warned = next(c for c in report.checks if c.entity == "app")  # a finding before it, of another entity
+    checks = [c.model_copy(update={"status": CheckStatus.FAIL}) if c is failing else
+              c.model_copy(update={"status": CheckStatus.WARN}) if c is warned else c for c in report.checks]
+    shown: list[str] = []
+    window.view.entityChanged.connect(shown.append)
+    window.view.show_report(report.model_copy(update={"checks": checks}))
+    assert shown == ["kms"]  # the quote, event log, certificate and TCB panes were filled once
+    assert window.object_pane.object is not None and window.object_pane.object.id == "kms-quote"
+    assert window.checks_pane.current_check_id() == failing.id and window.view.entity == "kms"

@@ -100,7 +100,12 @@ class ReportView(QWidget):
         for e in entities:
             self.entity_combo.addItem(ENTITY_TITLES.get(e, e), e)
         self.entity_combo.blockSignals(False)
-        self.set_entity(entities[0] if entities else "app")
+        # The entity panes are filled once, for the entity of the object opened first; the check selected first is a
+        # finding of that entity, so selecting it does not switch the panes again.
+        target = self.default_object()
+        obj = next((o for o in report.data_objects if o.id == target), None)
+        entity = obj.entity if obj is not None else (entities[0] if entities else "app")
+        self.set_entity(entity)
         sections: list[tuple[str, Any]] = [
             ("Verdict", report.verdict.value),
             ("Trust anchor", report.policy.get("trust_anchor", {})),
@@ -111,11 +116,11 @@ class ReportView(QWidget):
                      for e in entities]
         self.report_tree.set_data(sections, expand_depth=0)
         self.inputs_table.set_inputs(report)
-        first = next((c for c in report.checks if c.status in FINDING_STATUSES), None) or \
-            (report.checks[0] if report.checks else None)
+        mine = [c for c in report.checks if c.entity == entity] or report.checks
+        first = next((c for c in mine if c.status in FINDING_STATUSES), None) or (mine[0] if mine else None)
         if first is not None:
             self.checks_pane.select_check(first.id, first.entity)
-        self.select_object(self.default_object())
+        self.select_object(target)
 
     def default_object(self) -> str:
         """The object to open first: the worst one (its checks' worst status), the app's quote when all pass."""
