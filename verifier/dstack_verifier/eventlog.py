@@ -720,7 +720,7 @@ def _short(value: bytes) -> str:
 
 def _sgx_skip(check_id: str, entity: Entity) -> Check:
     return Check(id=check_id, entity=entity, phase="hardware", status=CheckStatus.SKIP, anchor=Anchor.NONE,
-                 summary="Skipped: the quote is an SGX quote, which has no RTMRs to compare the event log with")
+                 summary="skipped: the quote is an SGX quote, which has no RTMRs to compare the event log with")
 
 
 def check_replay(

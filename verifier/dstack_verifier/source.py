@@ -179,7 +179,7 @@ def check_compose_hash(compose: bytes | None, app_info: AppInfo | None, entity: 
     """
     if compose is None:
         return Check(id="source.compose_hash", entity=entity, phase="source", status=CheckStatus.SKIP,
-                     anchor=Anchor.NONE, summary=f"Skipped: {reason_if_absent}", details={"reason": reason_if_absent})
+                     anchor=Anchor.NONE, summary=f"skipped: {reason_if_absent}", details={"reason": reason_if_absent})
     calculated = hashlib.sha256(compose).digest()
     details: dict[str, Any] = {"calculated": calculated.hex(), "compose_size": len(compose)}
     try:
@@ -191,7 +191,7 @@ def check_compose_hash(compose: bytes | None, app_info: AppInfo | None, entity: 
                   else "the event log has no compose-hash event before system-ready")
         details["reason"] = reason
         return Check(id="source.compose_hash", entity=entity, phase="source", status=CheckStatus.SKIP,
-                     anchor=Anchor.NONE, summary=f"Skipped: {reason}", details=details)
+                     anchor=Anchor.NONE, summary=f"skipped: {reason}", details=details)
     event_hash = app_info.compose_hash
     details["event"] = event_hash.hex()
     details["event_index"] = app_info.event_indices.get("compose_hash")
@@ -301,7 +301,7 @@ def check_mr_config_id(quote: Quote, app_info: AppInfo | None, entity: Entity, *
 
     if quote.body.kind == "sgx":
         return Check(id="source.mr_config_id", entity=entity, phase="source", status=CheckStatus.SKIP,
-                     summary="Skipped: the quote is an SGX quote, which has no mr_config_id")
+                     summary="skipped: the quote is an SGX quote, which has no mr_config_id")
     mr_config_id: bytes = quote.body["mrconfig"]
     if not any(mr_config_id):
         return result(CheckStatus.PASS, "mr_config_id is all zero: this app does not use it (nothing to compare)",
@@ -311,7 +311,7 @@ def check_mr_config_id(quote: Quote, app_info: AppInfo | None, entity: Entity, *
         return result(CheckStatus.FAIL, f"mr_config_id has unknown version {version} (dstack uses 1, 2 or 3)",
                       version=version)
     if app_info is None:
-        return result(CheckStatus.SKIP, f"Skipped: mr_config_id is version {version}, but there is no event log "
+        return result(CheckStatus.SKIP, f"skipped: mr_config_id is version {version}, but there is no event log "
                                         "to compare it with", version=version)
     compose_hash = app_info.compose_hash
     if version == 1:
