@@ -90,6 +90,7 @@ def test_app_id_online_then_offline_replay(capsys, tmp_path: Path, monkeypatch) 
     assert "vm_config" in report["entities"]["app"]
     # The answer names its KMS contract on Base: the registry was read (this node has no such contract).
     assert report["policy"]["onchain"]["kms_contract"] == dataset.kms_contract
+    assert report["policy"]["endpoints"] == {"agent_url": server.url}  # a re-run asks the same guest agent
     assert online[("app", "source.onchain_registry")]["status"] in ("fail", "error")
     # Offline, from the recorded answers, with the servers gone: the same checks, collateral aside.
     code_again, again = run_json(capsys, "verify", tmp_path / "r.json", "--offline")

@@ -54,10 +54,20 @@ def test_gpu_evidence_is_attested_by_nras_and_replays(capsys, tmp_path: Path) ->
     assert gpu["status"] == "pass", gpu["summary"]
     assert code == 0 and report["verdict"] == "pass"
     assert "gpu-evidence" in [i["role"] for i in report["inputs"]]
+    assert report["policy"]["endpoints"] == {"nras_url": nras.attest_url}  # the re-run's NRAS, in the recording
     again_code, again = run_json(capsys, "verify", tmp_path / "r.json", "--offline", "--root-ca",
                                  resource_path("demo", DEMO_ANCHOR), "--at", DEMO.now)
     assert check(again, "gpu.attestation")["status"] == "pass"  # from the recorded NRAS answer and keys
     assert again_code == code
+
+
+def test_a_report_with_malformed_endpoints_is_refused(capsys, tmp_path: Path) -> None:
+    _, report = run_json(capsys, "verify", *app_args(), "--offline", "--output", tmp_path / "r.json")
+    report["policy"]["endpoints"] = {"agent_url": 7}
+    (tmp_path / "bad.json").write_text(json.dumps(report))
+    assert main(["verify", str(tmp_path / "bad.json"), "--offline"]) == 2
+    err = capsys.readouterr().err
+    assert "policy.endpoints" in err and "malformed endpoints" in err and "Traceback" not in err
 
 
 def test_gpu_evidence_offline_is_never_a_pass(capsys, tmp_path: Path) -> None:

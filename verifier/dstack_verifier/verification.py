@@ -484,6 +484,29 @@ def _domain_policy(domain: DomainOptions) -> dict[str, Any]:
                  "pem": c.public_bytes(Encoding.PEM).decode()} for c in roots]}
 
 
+ENDPOINT_OPTIONS = ("agent_url", "nras_url")  # endpoints given to a run, recorded so that its re-run asks them again
+
+
+def _endpoints_policy(options: VerifyOptions) -> dict[str, Any]:
+    given = {k: getattr(options, k) for k in ENDPOINT_OPTIONS if getattr(options, k)}
+    return {"endpoints": given} if given else {}
+
+
+def _recorded_endpoints(items: list[Evidence]) -> dict[str, str]:
+    """The endpoints a report among the evidence was made with (its recorded answers are keyed by their URLs)."""
+    for item in items:
+        policy = item.json.get("policy") if item.kind == "report" else None
+        recorded = policy.get("endpoints") if isinstance(policy, dict) else None
+        if recorded is None:
+            continue
+        if not isinstance(recorded, dict) or not all(
+                k in ENDPOINT_OPTIONS and isinstance(v, str) for k, v in recorded.items()):
+            raise InputError(f"malformed endpoints: expected URL strings for {', '.join(ENDPOINT_OPTIONS)}",
+                             source=item.name, field="policy.endpoints")
+        return recorded
+    return {}
+
+
 def _recorded_domain(items: list[Evidence]) -> DomainOptions | None:
     """The domain options a report among the evidence recorded."""
     from .domain_phase import DomainOptions
@@ -557,6 +580,8 @@ def verify_evidence(
     progress = progress or Progress()
     if options.onchain is None:  # re-running a report: the contracts it read, unless new ones are given
         options = replace(options, onchain=_recorded_onchain(items))
+    endpoints = _recorded_endpoints(items)  # re-running a report: the endpoints it asked, unless new ones are given
+    options = replace(options, **{k: getattr(options, k) or v for k, v in endpoints.items()})
     recorded_domain = _recorded_domain(items)
     if recorded_domain is not None:  # re-running a report: the domain options it was made with, unless given anew
         given = options.domain
@@ -743,10 +768,8 @@ def _app_agent_info(answer: CloudAttestations, saved: list[Evidence], gateway: G
     if net is None or (domain is None and options.agent_url is None and not recorded):
         return None
     progress.step("app: fetching its guest agent's /prpc/Info")
-    # A replay asks where the recorded run asked (the run may have been given --agent-url).
-    asked = [x.url.rsplit("/prpc/", 1)[0] for x in recorded if "/prpc/" in x.url]
     try:
-        url = options.agent_url or (asked[0] if asked else app_rpc_url(answer.app_id, domain or ""))
+        url = options.agent_url or app_rpc_url(answer.app_id, domain or "")
         return fetch_info(net, url, kms_version=answer.kms_info.version)
     except SourceError:  # the app's OS phase then says the VM config is missing; the rest is verified
         return None
@@ -866,12 +889,9 @@ def _gpu_check(ev: EntityEvidence, items: list[Evidence], options: VerifyOptions
     gpus = (ev.vm_config or {}).get("num_gpus")
     if not given and not (isinstance(gpus, int) and gpus > 0):
         return None
-    # A replay asks where the recorded run asked (it may have been given --nras-url).
-    asked = [x.url for x in ev.recording if x.method == "POST" and "/attest/gpu" in x.url]
-    nras_url = options.nras_url or (asked[0] if asked else None)
-    nras = nras_url or DEFAULT_NRAS_URL
+    nras = options.nras_url or DEFAULT_NRAS_URL
     origin = urllib.parse.urlsplit(nras)
-    jwks = DEFAULT_JWKS_URL if nras_url is None else \
+    jwks = DEFAULT_JWKS_URL if options.nras_url is None else \
         f"{origin.scheme}://{origin.netloc}/.well-known/jwks.json"  # NRAS publishes its keys at its origin
     if not given:
         state.absent.add("gpu.attestation")
@@ -1014,7 +1034,8 @@ def _verify_entity(
                 "trust_anchor": {"sha256": options.anchor.sha256, "intel": options.anchor.is_intel,
                                  "subject": options.anchor.cert.subject.rfc4514_string()},
                 **({"onchain": asdict(options.onchain)} if options.onchain is not None else {}),
-                **({"domain": _domain_policy(options.domain)} if options.domain is not None else {})},
+                **({"domain": _domain_policy(options.domain)} if options.domain is not None else {}),
+                **_endpoints_policy(options)},
         inputs=inputs,
         checks=checks,
         entities={ev.entity: entity_out},
