@@ -309,6 +309,18 @@ def test_image_hash_pass_with_both_values(tmp_path):
     assert check.details["hardware_measured"] == value.hex()
 
 
+def test_a_dev_image_is_a_warning(tmp_path):
+    doc = json.loads((make_folder(tmp_path / "plain") / "metadata.json").read_text())
+    folder = ImageFolder.open(make_folder(tmp_path / "img", metadata={**doc, "is_dev": True}))
+    value = folder.os_image_hash
+    check = check_image_hash(folder, {"os_image_hash": value.hex()}, value, "app", ABSENT)
+    assert check.status is CheckStatus.WARN, check.summary
+    assert check.summary.startswith("a development build: ") and "OS image 0.6.0 (dev)" in check.summary
+    assert check.details["is_dev"] is True and "is_dev" in check.details["note"]
+    # The flag is the image's own: changing it changes sha256sum.txt's line for metadata.json, so os_image_hash.
+    assert value != ImageFolder.open(tmp_path / "plain").os_image_hash
+
+
 def test_image_hash_pass_with_nothing_to_compare(tmp_path):
     folder = ImageFolder.open(make_folder(tmp_path / "img"))
     check = check_image_hash(folder, {"os_image_hash": ""}, None, "app", ABSENT)

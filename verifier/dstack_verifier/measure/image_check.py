@@ -106,7 +106,13 @@ def check_image_hash(folder: ImageFolder | None, vm_config: dict[str, Any] | Non
     listed = sum(1 for f in files if f.expected is not None and f.name != "digest.txt")
     summary = (f"the {listed} files of {release} match sha256sum.txt, whose sha256 {image_hash} is the "
                f"os_image_hash{_agreement(vm_hash, app_os_image_hash)}")
-    return Check(id=CHECK_ID, entity=entity, phase="os", status=CheckStatus.PASS, anchor=image_anchor(image_hash),
+    status = CheckStatus.PASS
+    if meta.is_dev:  # metadata.json is listed in sha256sum.txt, so the os_image_hash vouches for this flag
+        status = CheckStatus.WARN
+        summary = f"a development build: {summary}"
+        details["note"] = ("metadata.json says is_dev: a dstack dev image is built for debugging, with tools and "
+                           "access a production image leaves out; the Trust Center accepts it without a word")
+    return Check(id=CHECK_ID, entity=entity, phase="os", status=status, anchor=image_anchor(image_hash),
                  summary=summary, details=details)
 
 

@@ -236,7 +236,7 @@ def write_manifest(folder: Path, names: tuple[str, ...] | list[str] = LISTED) ->
 
 def build_image_folder(dest: Path, *, seed: int | str = "image", firmware_size: int = 0x40000,
                        kernel_size: int = 0x40000, initrd_size: int = 0x80000, cmdline: str | None = None,
-                       version: str = "0.6.0") -> Path:
+                       version: str = "0.6.0", is_dev: bool = False) -> Path:
     """An OS image folder as assemble.sh lays it out: ovmf.fd, bzImage, initramfs.cpio.gz, metadata.json,
     sha256sum.txt (over those four) and digest.txt. Returns `dest` (created if needed).
 
@@ -260,7 +260,7 @@ def build_image_folder(dest: Path, *, seed: int | str = "image", firmware_size: 
         "version": version,
         "git_revision": hashlib.sha256(f"{seed}/git".encode()).hexdigest()[:40],
         "shared_ro": True,
-        "is_dev": False,
+        "is_dev": is_dev,
         "ovmf_variant": "pre202505",
     }
     (dest / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
