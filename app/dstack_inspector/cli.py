@@ -42,6 +42,23 @@ def parse_instant(text: str) -> int:
     return seconds
 
 
+def _positive_days(text: str) -> int:
+    """A number of days (7, 0.5) as seconds."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 < days <= 36500:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of days above 0 (at most 36500)")
+    return max(1, round(days * 86400))
+
+
+def _non_negative(text: str) -> int:
+    if not text.strip().isdecimal() or len(text.strip()) > 9:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dstack_verifier import __version__
 
@@ -66,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--phases", help="comma-separated phases to run: hardware,os,source,domain")
     v.add_argument("--pccs-url", help="PCCS or Intel PCS base URL (default: Phala's PCCS)")
     v.add_argument("--no-cache", action="store_true", help="do not use the on-disk collateral cache")
+    v.add_argument("--max-collateral-age", type=_positive_days, metavar="DAYS",
+                   help="warn when the TCB Info or QE Identity was issued longer ago (a PCCS serving stale "
+                        "collateral); default: no limit")
+    v.add_argument("--min-tcb-eval", type=_non_negative, metavar="N",
+                   help="fail the TCB status when it is judged with TCB evaluation data older than number N "
+                        "(Intel's TCB recoveries raise it); default: any")
     v.add_argument("--image-dir", type=Path, help="a dstack OS image folder for the OS phase")
     v.add_argument("--fetch-image", action="store_true",
                    help="download the OS image named by the VM config when it is not cached (hundreds of MB)")
@@ -238,6 +261,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from dstack_verifier.model import Verdict
     from dstack_verifier.net import NetClient
     from dstack_verifier.quote.pccs import PHALA_PCCS_URL, CollateralCache
+    from dstack_verifier.quote.policy import TcbPolicy
     from dstack_verifier.verification import ImageOptions, VerifyOptions, load_anchor, verify_evidence
 
     from .settings import cache_dir, collateral_cache_dir
@@ -245,6 +269,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     now = parse_instant(args.at) if args.at else int(time.time())
     options = VerifyOptions(
         now=now,
+        policy=TcbPolicy(max_collateral_age_seconds=args.max_collateral_age,
+                         min_tcb_evaluation_data_number=args.min_tcb_eval),
         anchor=load_anchor(args.root_ca),
         offline=args.offline,
         pccs_url=args.pccs_url or os.environ.get("PCCS_URL") or PHALA_PCCS_URL,

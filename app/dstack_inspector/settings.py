@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import platformdirs
 from dstack_verifier.onchain import CHAINS
 from dstack_verifier.quote.pccs import PHALA_PCCS_URL
+from dstack_verifier.quote.policy import TcbPolicy
 from dstack_verifier.sources.cloud import DEFAULT_BASE_URL as CLOUD_API_URL
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -70,6 +71,9 @@ class UserSettings(BaseModel):
     theme: Theme = "system"
     recent_files: list[str] = Field(default_factory=list, max_length=50)  # newest first
     ita_api_key: str = Field(default="", repr=False, max_length=512)  # empty: no ITA appraisal (the default)
+    # The TCB policy's two bounds on stale collateral (TcbPolicy); 0 is none.
+    max_collateral_age_days: float = Field(default=0.0, ge=0, le=36500)
+    min_tcb_evaluation_data_number: int = Field(default=0, ge=0, le=999_999_999)
 
     @field_validator("rpc_urls")
     @classmethod
@@ -84,6 +88,11 @@ class UserSettings(BaseModel):
 
     def image_cache_cap_bytes(self) -> int:
         return int(self.image_cache_cap_gb * 1024**3)
+
+    def tcb_policy(self) -> TcbPolicy:
+        age = round(self.max_collateral_age_days * 86400)
+        return TcbPolicy(max_collateral_age_seconds=age or None,
+                         min_tcb_evaluation_data_number=self.min_tcb_evaluation_data_number or None)
 
 
 def settings_path() -> Path:

@@ -33,6 +33,7 @@ from dstack_verifier.evidence import Evidence
 from dstack_verifier.model import Report
 from dstack_verifier.net import NetClient
 from dstack_verifier.quote.pccs import PHALA_PCCS_URL, CollateralCache
+from dstack_verifier.quote.policy import TcbPolicy
 from dstack_verifier.quote.verify import TrustAnchor
 from dstack_verifier.sources.cloud import fetch_cloud_evidence
 from dstack_verifier.verification import Cancelled, ImageOptions, Progress, VerifyOptions, verify_evidence
@@ -63,6 +64,7 @@ class VerifyJob:
     ita: ItaOptions | None = None
     phases: tuple[str, ...] | None = None  # None: every phase the evidence allows
     rpc_urls: dict[str, str] | None = None  # JSON-RPC endpoint per chain (the settings')
+    policy: TcbPolicy | None = None  # None: the default TCB policy
 
 
 class WorkerSignals(QObject):
@@ -143,6 +145,7 @@ class VerifyWorker(QRunnable):
             images=job.images,
             ita=job.ita,
             rpc_urls=job.rpc_urls or {},
+            policy=job.policy or TcbPolicy(),
             **({"phases": job.phases, "explicit_phases": True} if job.phases is not None else {}),
         )
         progress = Progress(report=self.signals.progress.emit, cancelled=lambda: self.cancelled)

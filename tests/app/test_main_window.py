@@ -334,3 +334,12 @@ def test_a_report_fills_the_entity_panes_once_for_the_object_it_opens(window, qt
     assert shown == ["kms"]  # the quote, event log, certificate and TCB panes were filled once
     assert window.object_pane.object is not None and window.object_pane.object.id == "kms-quote"
     assert window.checks_pane.current_check_id() == failing.id and window.view.entity == "kms"
+
+
+def test_the_settings_tcb_policy_governs_a_verification(window, qtbot):
+    window.apply_settings(window.settings.model_copy(update={"min_tcb_evaluation_data_number": 10_000}))
+    window.load_demo()
+    report = settle(qtbot, window)
+    tcb = [c for c in report.checks if c.id == "hardware.tcb_status"]
+    assert tcb and all(c.status is CheckStatus.FAIL for c in tcb)  # App, KMS and Gateway alike
+    assert report.policy["tcb"]["min_tcb_evaluation_data_number"] == 10_000

@@ -10,6 +10,7 @@ import pytest
 from dstack_inspector.gui.settings_dialog import SettingsDialog
 from dstack_inspector.gui.theme import apply_theme, effective_theme, system_is_dark
 from dstack_inspector.settings import UserSettings, load_settings, save_settings, settings_path
+from dstack_verifier.quote.policy import TcbPolicy
 from pydantic import ValidationError
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication
@@ -107,6 +108,22 @@ def test_dialog_validates_saves_and_restores(qtbot, config: Path, tmp_path: Path
     again.restore_defaults()
     assert again.edited() == UserSettings()
     assert again.theme.currentData() == "system" and not again.offline.isChecked()
+
+
+def test_tcb_policy_bounds_are_set_in_the_dialog(qtbot, config: Path) -> None:
+    assert UserSettings().tcb_policy() == TcbPolicy()  # none by default
+    dialog = SettingsDialog(UserSettings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.max_collateral_age.text() == "no limit" and dialog.min_tcb_eval.text() == "any"
+    dialog.max_collateral_age.setValue(7)
+    dialog.min_tcb_eval.setValue(18)
+    dialog.accept()
+    result = dialog.result_settings
+    assert result is not None and load_settings() == (result, None)
+    assert result.tcb_policy() == TcbPolicy(max_collateral_age_seconds=7 * 86400, min_tcb_evaluation_data_number=18)
+    with pytest.raises(ValidationError):
+        UserSettings(max_collateral_age_days=-1)
 
 
 def test_dialog_reports_a_failed_save(qtbot, tmp_path: Path) -> None:

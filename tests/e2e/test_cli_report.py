@@ -191,3 +191,16 @@ def test_pdf_is_written_and_two_exports_are_identical(tmp_path: Path, report_fil
     done = subprocess.run([sys.executable, "-m", "dstack_inspector.cli", "report", "verify", str(packs[0])],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_a_stricter_tcb_policy_is_signed_and_re_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report_file = verified(tmp_path, capsys, DEMO_APP_EVIDENCE, "--max-collateral-age", "0.5", "--min-tcb-eval", "17")
+    report = json.loads(report_file.read_text())
+    assert report["policy"]["tcb"]["max_collateral_age_seconds"] == 43200
+    assert report["policy"]["tcb"]["min_tcb_evaluation_data_number"] == 17
+    fresh = next(c for c in report["checks"] if c["id"] == "hardware.collateral_freshness")
+    assert fresh["status"] == "warn" and "more than the 12 h the policy allows" in fresh["summary"]
+    pack = export(capsys, report_file, tmp_path / "strict.zip")
+    code, out, err = run(capsys, "report", "verify", str(pack))
+    assert code == 0 and err == "", out  # the re-run under the signed policy warns alike
+    assert "verdict PASS, re-run verdict PASS" in out

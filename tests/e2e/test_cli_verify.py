@@ -243,6 +243,29 @@ def test_bad_at_is_usage_error(capsys, at: str, real_quote: Path, real_collatera
     assert "--at" in err
 
 
+@pytest.mark.parametrize(("option", "value"), [("--max-collateral-age", "0"), ("--max-collateral-age", "-1"),
+                                               ("--max-collateral-age", "nan"), ("--max-collateral-age", "a week"),
+                                               ("--min-tcb-eval", "-3"), ("--min-tcb-eval", "1.5")])
+def test_bad_tcb_policy_values_are_usage_errors(capsys, option: str, value: str, real_quote: Path,
+                                               real_collateral: Path) -> None:
+    code, out, err = run(capsys, "verify", real_quote, "--collateral", real_collateral, option, value)
+    assert code == 2 and out == ""
+    assert_one_line(err)
+    assert option in err
+
+
+def test_stricter_tcb_policy_on_the_real_quote(capsys, real_quote: Path, real_collateral: Path) -> None:
+    # Its TCB Info and QE Identity were issued 15 days before the instant, with TCB evaluation data number 17.
+    code, report, _ = run_json(capsys, "verify", real_quote, "--collateral", real_collateral, "--at", REAL_AT,
+                               "--max-collateral-age", "14", "--min-tcb-eval", "18")
+    checks = checks_of(report)
+    assert checks["hardware.collateral_freshness"]["status"] == "warn"
+    assert "were issued 15 days before the verification instant" in checks["hardware.collateral_freshness"]["summary"]
+    assert checks["hardware.tcb_status"]["status"] == "fail"
+    assert checks["hardware.reference_engine"]["status"] == "pass"  # the quote is as valid as before
+    assert report["verdict"] == "fail" and code == 1
+
+
 def test_offline_without_collateral_is_incomplete(capsys, real_quote: Path) -> None:
     code, report, err = run_json(capsys, "verify", real_quote, "--offline", "--at", REAL_AT)
     assert code == 3

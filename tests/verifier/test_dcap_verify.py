@@ -217,7 +217,42 @@ def test_strict_policy_fails_what_the_default_warns(pki: SynthPki) -> None:
     assert run(ev, policy=strict).check("hardware.tcb_status").status is CheckStatus.FAIL
 
 
+def test_a_minimum_tcb_evaluation_data_number_fails_older_data(pki: SynthPki) -> None:
+    ev = synth(pki, tcb_evaluation_data_number=17)
+    res = run(ev, policy=TcbPolicy(min_tcb_evaluation_data_number=18))
+    tcb = res.check("hardware.tcb_status")
+    assert tcb.status is CheckStatus.FAIL
+    assert "TCB evaluation data number 17, older than the 18 the policy requires" in tcb.summary
+    assert tcb.details["policy"]["min_tcb_evaluation_data_number"] == 18
+    # The quote is as valid as before, so dcap-qvl, which has no such policy, still agrees.
+    assert res.status == "UpToDate" and res.dcap_valid
+    assert res.check("hardware.reference_engine").status is CheckStatus.PASS
+    assert run(ev, policy=TcbPolicy(min_tcb_evaluation_data_number=17)).check(
+        "hardware.tcb_status").status is CheckStatus.PASS
+
+
+def test_policy_description_round_trips() -> None:
+    policy = TcbPolicy(warn_statuses=[], max_collateral_age_seconds=7 * DAY, min_tcb_evaluation_data_number=19)
+    assert TcbPolicy.from_description(policy.describe()) == policy
+    assert TcbPolicy.from_description(TcbPolicy().describe()) == TcbPolicy()
+    with pytest.raises(ValueError):
+        TcbPolicy.from_description({"pass": ["UpToDate"], "max_collateral_age_seconds": 0})
+
+
 # --- freshness --------------------------------------------------------------------------------------------
+
+
+def test_collateral_older_than_the_policy_allows_is_a_warning(pki: SynthPki) -> None:
+    ev = synth(pki, collateral_issued=SYNTH_NOW - 10 * DAY)  # 20 days left: inside its window, not due
+    assert run(ev).check("hardware.collateral_freshness").status is CheckStatus.PASS
+    res = run(ev, policy=TcbPolicy(max_collateral_age_seconds=7 * DAY))
+    fresh = res.check("hardware.collateral_freshness")
+    assert fresh.status is CheckStatus.WARN and res.dcap_valid
+    assert fresh.summary.startswith("TCB Info and QE Identity were issued 10 days before the verification instant, "
+                                    "more than the 7 days the policy allows")
+    assert fresh.details["max_collateral_age_seconds"] == 7 * DAY
+    assert run(ev, policy=TcbPolicy(max_collateral_age_seconds=11 * DAY)).check(
+        "hardware.collateral_freshness").status is CheckStatus.PASS
 
 
 def test_freshness_warns_inside_the_window(pki: SynthPki) -> None:

@@ -459,6 +459,7 @@ class MainWindow(QMainWindow):
         return VerifyJob(items=s.items, anchor=s.anchor, now=s.now, offline=offline,
                          app_id=s.app_id, cloud_url=settings.cloud_api_url, pccs_url=settings.pccs_url,
                          domain=s.domain, ita=self._ita_options(), phases=s.phases, rpc_urls=settings.rpc_urls,
+                         policy=settings.tcb_policy(),
                          images=ImageOptions(cache_dir=cache_dir(), cache_cap_bytes=settings.image_cache_cap_bytes()))
 
     def _ita_options(self):  # type: ignore[no-untyped-def]

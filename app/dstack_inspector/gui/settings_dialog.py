@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -77,6 +78,18 @@ class SettingsDialog(QDialog):
         self.ita_api_key = QLineEdit()
         self.ita_api_key.setEchoMode(QLineEdit.EchoMode.Password)
         self.ita_api_key.setPlaceholderText("optional: an Intel Trust Authority appraisal besides our own")
+        self.max_collateral_age = QDoubleSpinBox()
+        self.max_collateral_age.setRange(0, 36500)
+        self.max_collateral_age.setDecimals(1)
+        self.max_collateral_age.setSuffix(" days")
+        self.max_collateral_age.setSpecialValueText("no limit")
+        self.max_collateral_age.setToolTip("Warn when the TCB Info or QE Identity was issued longer ago: a PCCS may "
+                                           "serve Intel-signed collateral that Intel has since replaced")
+        self.min_tcb_eval = QSpinBox()
+        self.min_tcb_eval.setRange(0, 999_999_999)
+        self.min_tcb_eval.setSpecialValueText("any")
+        self.min_tcb_eval.setToolTip("Fail the TCB status when it is judged with older TCB evaluation data (Intel's "
+                                     "TCB recoveries raise the number)")
         self.theme = QComboBox()
         for key, label in THEME_LABELS.items():
             self.theme.addItem(label, key)
@@ -100,6 +113,10 @@ class SettingsDialog(QDialog):
         form2.addRow("Image cache folder:", self._with_browse(self.image_cache_dir, self._browse_cache))
         form2.addRow("Image cache limit:", self.image_cache_cap)
         form2.addRow("Signing key:", self._with_browse(self.signing_key_path, self._browse_key))
+        policy = QGroupBox("TCB policy")
+        form4 = QFormLayout(policy)
+        form4.addRow("Collateral older than:", self.max_collateral_age)
+        form4.addRow("Minimum TCB evaluation data number:", self.min_tcb_eval)
         appearance = QGroupBox("Appearance")
         form3 = QFormLayout(appearance)
         form3.addRow("Theme:", self.theme)
@@ -110,7 +127,7 @@ class SettingsDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         self.buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(self.restore_defaults)
         layout = QVBoxLayout(self)
-        for box in (network, storage, appearance):
+        for box in (network, policy, storage, appearance):
             layout.addWidget(box)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
@@ -149,6 +166,8 @@ class SettingsDialog(QDialog):
         self.image_cache_cap.setValue(s.image_cache_cap_gb)
         self.signing_key_path.setText(s.signing_key_path)
         self.ita_api_key.setText(s.ita_api_key)
+        self.max_collateral_age.setValue(s.max_collateral_age_days)
+        self.min_tcb_eval.setValue(s.min_tcb_evaluation_data_number)
         self.theme.setCurrentIndex(self.theme.findData(s.theme))
         self.error.hide()
 
@@ -169,6 +188,8 @@ class SettingsDialog(QDialog):
             "image_cache_cap_gb": self.image_cache_cap.value(),
             "signing_key_path": self.signing_key_path.text().strip(),
             "ita_api_key": self.ita_api_key.text().strip(),
+            "max_collateral_age_days": self.max_collateral_age.value(),
+            "min_tcb_evaluation_data_number": self.min_tcb_eval.value(),
             "theme": self.theme.currentData(),
             **self._kept,
         })

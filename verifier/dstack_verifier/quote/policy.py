@@ -23,6 +23,12 @@ class TcbPolicy(BaseModel):
     warn_statuses: list[str] = Field(default_factory=lambda: list(DEFAULT_WARN))
     # Collateral this close to its next update gets a warning: a re-fetch is due.
     freshness_warning_seconds: int = 7 * 24 * 3600
+    # Off by default. A PCCS may go on serving Intel-signed collateral that is still inside its window but older than
+    # Intel's current one, so a platform a TCB recovery has since made OutOfDate still looks UpToDate. These two
+    # bound that: TCB Info / QE Identity issued longer ago than this get a warning ...
+    max_collateral_age_seconds: int | None = Field(default=None, gt=0)
+    # ... and a TCB status judged with TCB evaluation data older than this number fails.
+    min_tcb_evaluation_data_number: int | None = Field(default=None, ge=0)
 
     def decide(self, status: str) -> CheckStatus:
         if status in self.pass_statuses:
@@ -32,4 +38,16 @@ class TcbPolicy(BaseModel):
         return CheckStatus.FAIL
 
     def describe(self) -> dict:
-        return {"pass": self.pass_statuses, "warn": self.warn_statuses, "fail": "any other status"}
+        out: dict = {"pass": self.pass_statuses, "warn": self.warn_statuses, "fail": "any other status"}
+        if self.max_collateral_age_seconds is not None:
+            out["max_collateral_age_seconds"] = self.max_collateral_age_seconds
+        if self.min_tcb_evaluation_data_number is not None:
+            out["min_tcb_evaluation_data_number"] = self.min_tcb_evaluation_data_number
+        return out
+
+    @classmethod
+    def from_description(cls, described: dict) -> TcbPolicy:
+        """The policy a report recorded (describe()'s output); ValueError when it is malformed."""
+        return cls(pass_statuses=described.get("pass"), warn_statuses=described.get("warn"),
+                   max_collateral_age_seconds=described.get("max_collateral_age_seconds"),
+                   min_tcb_evaluation_data_number=described.get("min_tcb_evaluation_data_number"))

@@ -534,8 +534,9 @@ def _evaluate_tcb(q: Quote, pck: PckInfo, signed: SignedCollateral) -> dict[str,
 
 
 def _freshness(collateral: Collateral, crls: CrlSet | None, signed: SignedCollateral | None, now: int,
-               warn_seconds: int) -> StepOutcome:
-    """Issue/next-update windows of the TCB Info, QE Identity and both CRLs against the verification instant."""
+               policy: TcbPolicy) -> StepOutcome:
+    """Issue/next-update windows of the TCB Info, QE Identity and both CRLs against the verification instant, and the
+    age the policy allows the signed collateral."""
     windows: list[tuple[str, int | None, int | None, bool]] = []  # name, issued, next update, strict bound
     try:
         dated = [signed.tcb_info, signed.qe_identity] if signed else [
@@ -551,6 +552,8 @@ def _freshness(collateral: Collateral, crls: CrlSet | None, signed: SignedCollat
     rows = []
     problems, warnings = [], []
     soonest = None
+    oldest = policy.max_collateral_age_seconds
+    stale: list[tuple[str, int]] = []  # (item, age) of what is older than the policy allows
     for name, issued, next_update, strict in windows:
         left = None if next_update is None else next_update - now
         next_text = _iso(next_update)
@@ -568,9 +571,18 @@ def _freshness(collateral: Collateral, crls: CrlSet | None, signed: SignedCollat
             problems.append(f"{name} has no next update")
         elif left is not None and (left <= 0 if strict else left < 0):
             problems.append(f"{name} expired at {next_text}")
-        elif left is not None and left < warn_seconds:
+        elif left is not None and left < policy.freshness_warning_seconds:
             warnings.append(f"{name} is due for update at {next_text} ({left // 3600} h left)")
+        if issued is not None and oldest is not None and now - issued > oldest:
+            stale.append((name, now - issued))
+    if stale:
+        names = " and ".join(name for name, _ in stale)
+        warnings.append(f"{names} {'was' if len(stale) == 1 else 'were'} issued {_days(max(a for _, a in stale))} "
+                        f"before the verification instant, more than the {_days(oldest or 0)} the policy allows: the "
+                        "PCCS may be serving collateral Intel has replaced")
     details = {"items": rows, "verification_time": _iso(now)}
+    if oldest is not None:
+        details["max_collateral_age_seconds"] = oldest
     if problems:
         raise StepFailed("; ".join(problems), details)
     if warnings:
@@ -581,6 +593,11 @@ def _freshness(collateral: Collateral, crls: CrlSet | None, signed: SignedCollat
         f"all collateral is current; the first to update is the {soonest[1]} at {soonest[2]}",
         details,
     )
+
+
+def _days(seconds: int) -> str:
+    days = seconds / 86400
+    return f"{days:.0f} days" if days >= 2 else f"{seconds // 3600} h"
 
 
 def _iso(ts: int | None) -> str | None:
@@ -786,7 +803,13 @@ def verify_quote(
             summary += f", advisories {', '.join(res.advisory_ids)}"
         if outcome["shortfall"]:
             summary += f" — {outcome['shortfall']}"
-        return StepOutcome(policy.decide(res.status), summary, {**outcome, "policy": policy.describe()})
+        decided = policy.decide(res.status)
+        least, used = policy.min_tcb_evaluation_data_number, outcome["tcb_evaluation_data_number"]
+        if least is not None and used < least:
+            decided = CheckStatus.FAIL
+            summary += (f"; judged with TCB evaluation data number {used}, older than the {least} the policy "
+                        "requires (a later TCB recovery may have changed this platform's status)")
+        return StepOutcome(decided, summary, {**outcome, "policy": policy.describe()})
 
     def freshness() -> StepOutcome:
         assert collateral is not None
@@ -798,7 +821,7 @@ def verify_quote(
                               _parse_crl(collateral.pck_crl, "PCK CRL"))
             except StepFailed:
                 crls = None
-        return _freshness(collateral, crls, state.get("signed"), now, policy.freshness_warning_seconds)
+        return _freshness(collateral, crls, state.get("signed"), now, policy)
 
     def reference_engine() -> StepOutcome:
         assert collateral is not None

@@ -242,7 +242,7 @@ def _rerun(pack: _Pack, predicate: VerificationPredicate, images: ImageOptions |
         pack.problem("report", "its policy does not name the TCB statuses and phases", REPORT_FILE)
         return None
     try:
-        tcb_policy = TcbPolicy(pass_statuses=tcb.get("pass"), warn_statuses=tcb.get("warn"))
+        tcb_policy = TcbPolicy.from_description(tcb)
     except ValueError:
         pack.problem("report", "its TCB policy is malformed", REPORT_FILE)
         return None
