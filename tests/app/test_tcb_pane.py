@@ -10,6 +10,7 @@ from dstack_inspector.gui.tcb_pane import NOT_COMPARED, OK, SHORT, TcbPane, comp
 from dstack_verifier.demo import load_demo
 from dstack_verifier.evidence import detect, load_evidence
 from dstack_verifier.model import Report
+from dstack_verifier.quote.policy import TcbPolicy
 from dstack_verifier.quote.verify import TrustAnchor
 from dstack_verifier.synth import make_evidence
 from dstack_verifier.verification import VerifyOptions, load_anchor, verify_evidence
@@ -61,7 +62,11 @@ def test_out_of_date_names_the_short_component(pane: TcbPane, tmp_path: Path) ->
     report = synthetic("OutOfDate", ("INTEL-SA-00837",))
     pane.set_report(report, "app")
     assert pane.status.text() == "TCB status: OutOfDate"
-    assert pane.fields["advisories"].text() == "INTEL-SA-00837"
+    # Each advisory links to its page at Intel (opened by the system browser only on a click); the id is escaped.
+    assert pane.fields["advisories"].text() == (
+        '<a href="https://www.intel.com/content/www/us/en/security-center/advisory/intel-sa-00837.html">'
+        'INTEL-SA-00837</a>')
+    assert pane.fields["advisories"].openExternalLinks()
     assert "SGX component 01 is 4, the level needs 5" in pane.fields["why not better"].text()
     assert not pane.table.isColumnHidden(5)
     assert pane.table.horizontalHeaderItem(5).text() == "Better level #0 (UpToDate)"
@@ -100,3 +105,22 @@ def test_no_tcb_evaluation_says_why(pane: TcbPane) -> None:
     assert "no TCB evaluation for the kms" in pane.placeholder.text()
     # Malformed explanation data (a hand-edited report) gives rows without values, not an exception.
     assert [r.result for r in component_rows({"matched_level": {"sgx_components": ["x", 3]}})] == [NOT_COMPARED]
+
+
+def test_advisories_not_in_intels_form_are_plain_escaped_text(pane: TcbPane) -> None:
+    report = synthetic("SWHardeningNeeded", ("INTEL-SA-00615", "<b>odd</b>"))
+    pane.set_report(report, "app")
+    text = pane.fields["advisories"].text()
+    assert text.endswith(", &lt;b&gt;odd&lt;/b&gt;") and "intel-sa-00615.html" in text
+
+
+def test_the_evaluation_data_and_the_policy_minimum(pane: TcbPane) -> None:
+    d = load_demo()
+    strict = VerifyOptions(now=d.now, anchor=d.anchor, offline=True,
+                           policy=TcbPolicy(min_tcb_evaluation_data_number=99))
+    pane.set_report(verify_evidence(d.app_items, strict), "app")
+    assert pane.fields["evaluation data"].text() == ("TCB evaluation data number 17; the policy requires at least 99: "
+                                                     "judged with older data, the TCB status check fails")
+    pane.set_report(verify_evidence(d.app_items, VerifyOptions(now=d.now, anchor=d.anchor, offline=True)), "app")
+    assert pane.fields["evaluation data"].text() == "TCB evaluation data number 17"
+    assert pane.fields["advisories"].text() == "none"

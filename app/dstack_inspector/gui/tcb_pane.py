@@ -9,6 +9,8 @@ collateral; without it the rows are named by position only.
 from __future__ import annotations
 
 import base64
+import html
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,8 @@ from .vocabulary import STATUS_COLORS, status_icon
 
 OK, SHORT, NOT_COMPARED = "ok", "short", "not compared"
 _LOOK = {OK: "pass", SHORT: "fail", NOT_COMPARED: "skip"}
+_ADVISORY = re.compile(r"INTEL-SA-\d{5}")
+INTEL_ADVISORY_URL = "https://www.intel.com/content/www/us/en/security-center/advisory/"
 # TCB statuses as the default policy grades them (README, "Default TCB policy").
 _STATUS_LOOK = {"UpToDate": "pass", "SWHardeningNeeded": "warn", "ConfigurationNeeded": "warn",
                 "ConfigurationAndSWHardeningNeeded": "warn", "TDRelaunchAdvised": "warn",
@@ -173,9 +177,10 @@ class TcbPane(QWidget):
         form.setHorizontalSpacing(12)
         form.setVerticalSpacing(3)
         for key in ("matched level", "platform status", "advisories", "TDX module", "QE", "current TCB",
-                    "why not better", "notes"):
+                    "evaluation data", "why not better", "notes"):
             label = QLabel()
             label.setWordWrap(True)
+            label.setTextFormat(Qt.TextFormat.PlainText)
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.fields[key] = label
             form.addRow(f"{key[0].upper()}{key[1:]}:", label)
@@ -247,7 +252,7 @@ class TcbPane(QWidget):
             f"#{m.get('index')} of the TCB Info (best first), {m.get('status')}, TCB date {m.get('tcb_date')}"
             + (f", level advisories {_text(adv)}" if adv else ""))
         self.fields["platform status"].setText(_text(e.get("platform_status")))
-        self.fields["advisories"].setText(_text(e.get("advisory_ids")) if e.get("advisory_ids") else "none")
+        self._show_advisories(e.get("advisory_ids") or [])
         module = e.get("tdx_module")
         if isinstance(module, dict):
             self.fields["TDX module"].setText(
@@ -264,6 +269,33 @@ class TcbPane(QWidget):
             f"level #{a.get('index')} {a.get('status')}: {_text(a.get('short'))}" for a in above[:3])
         self.fields["why not better"].setText(why or "nothing: no better level exists")
         self.fields["notes"].setText(_text(e.get("notes")))
+        number = e.get("tcb_evaluation_data_number")
+        least = (e.get("policy") or {}).get("min_tcb_evaluation_data_number")
+        below = isinstance(number, int) and isinstance(least, int) and number < least
+        self.fields["evaluation data"].setText(
+            "" if number is None else f"TCB evaluation data number {number}"
+            + ("" if least is None else f"; the policy requires at least {least}")
+            + (": judged with older data, the TCB status check fails" if below else ""))
+
+    def _show_advisories(self, ids: list[Any]) -> None:
+        """Intel's advisory ids, each a link to its page at Intel's security center (opened only on a click)."""
+        label = self.fields["advisories"]
+        if not ids:
+            label.setTextFormat(Qt.TextFormat.PlainText)
+            label.setText("none")
+            return
+        parts = []
+        for value in ids:
+            text = html.escape(str(value))
+            if isinstance(value, str) and _ADVISORY.fullmatch(value):
+                url = f"{INTEL_ADVISORY_URL}{value.lower()}.html"
+                parts.append(f'<a href="{url}">{text}</a>')
+            else:
+                parts.append(text)
+        label.setTextFormat(Qt.TextFormat.RichText)
+        label.setOpenExternalLinks(True)
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        label.setText(", ".join(parts))
 
     def _fill_table(self) -> None:
         self.table.setRowCount(len(self.rows))
