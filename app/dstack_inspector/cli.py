@@ -59,6 +59,15 @@ def _non_negative(text: str) -> int:
     return int(text)
 
 
+def _mrseam(text: str) -> str:
+    from dstack_verifier.quote.policy import mrseam_hex
+
+    try:
+        return mrseam_hex(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dstack_verifier import __version__
 
@@ -89,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--min-tcb-eval", type=_non_negative, metavar="N",
                    help="fail the TCB status when it is judged with TCB evaluation data older than number N "
                         "(Intel's TCB recoveries raise it); default: any")
+    v.add_argument("--mrseam", action="append", type=_mrseam, metavar="HEX",
+                   help="a TDX module build (MRSEAM) to accept; repeat for several. Given, the TCB status fails for "
+                        "any other module; default: any module Intel signs at an accepted TCB level")
     v.add_argument("--image-dir", type=Path, help="a dstack OS image folder for the OS phase")
     v.add_argument("--fetch-image", action="store_true",
                    help="download the OS image named by the VM config when it is not cached (hundreds of MB)")
@@ -270,7 +282,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     options = VerifyOptions(
         now=now,
         policy=TcbPolicy(max_collateral_age_seconds=args.max_collateral_age,
-                         min_tcb_evaluation_data_number=args.min_tcb_eval),
+                         min_tcb_evaluation_data_number=args.min_tcb_eval, allowed_mrseams=args.mrseam),
         anchor=load_anchor(args.root_ca),
         offline=args.offline,
         pccs_url=args.pccs_url or os.environ.get("PCCS_URL") or PHALA_PCCS_URL,

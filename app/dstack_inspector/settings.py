@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import platformdirs
 from dstack_verifier.onchain import CHAINS
 from dstack_verifier.quote.pccs import PHALA_PCCS_URL
-from dstack_verifier.quote.policy import TcbPolicy
+from dstack_verifier.quote.policy import TcbPolicy, mrseam_hex
 from dstack_verifier.sources.cloud import DEFAULT_BASE_URL as CLOUD_API_URL
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -74,6 +74,12 @@ class UserSettings(BaseModel):
     # The TCB policy's two bounds on stale collateral (TcbPolicy); 0 is none.
     max_collateral_age_days: float = Field(default=0.0, ge=0, le=36500)
     min_tcb_evaluation_data_number: int = Field(default=0, ge=0, le=999_999_999)
+    allowed_mrseams: list[str] = Field(default_factory=list, max_length=256)  # empty: any TDX module build
+
+    @field_validator("allowed_mrseams")
+    @classmethod
+    def _mrseams(cls, v: list[str]) -> list[str]:
+        return [mrseam_hex(item) for item in v]
 
     @field_validator("rpc_urls")
     @classmethod
@@ -92,7 +98,8 @@ class UserSettings(BaseModel):
     def tcb_policy(self) -> TcbPolicy:
         age = round(self.max_collateral_age_days * 86400)
         return TcbPolicy(max_collateral_age_seconds=age or None,
-                         min_tcb_evaluation_data_number=self.min_tcb_evaluation_data_number or None)
+                         min_tcb_evaluation_data_number=self.min_tcb_evaluation_data_number or None,
+                         allowed_mrseams=self.allowed_mrseams or None)
 
 
 def settings_path() -> Path:

@@ -126,6 +126,23 @@ def test_tcb_policy_bounds_are_set_in_the_dialog(qtbot, config: Path) -> None:
         UserSettings(max_collateral_age_days=-1)
 
 
+def test_accepted_tdx_modules_are_checked_in_the_dialog(qtbot, config: Path) -> None:
+    dialog = SettingsDialog(UserSettings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.allowed_mrseams.setText("12")
+    dialog.accept()
+    assert dialog.isVisible() and dialog.error.text() == "Accepted TDX modules: '12' is not an MRSEAM (48 bytes of hex)"
+    dialog.allowed_mrseams.setText(f"0x{'AB' * 48}, {'cd' * 48}")
+    dialog.accept()
+    result = dialog.result_settings
+    assert result is not None and result.allowed_mrseams == ["ab" * 48, "cd" * 48]
+    assert result.tcb_policy().allowed_mrseams == ["ab" * 48, "cd" * 48]
+    again = SettingsDialog(result)
+    qtbot.addWidget(again)
+    assert again.allowed_mrseams.text() == f"{'ab' * 48}, {'cd' * 48}"
+
+
 def test_dialog_reports_a_failed_save(qtbot, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

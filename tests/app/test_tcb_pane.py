@@ -123,4 +123,9 @@ def test_the_evaluation_data_and_the_policy_minimum(pane: TcbPane) -> None:
                                                      "judged with older data, the TCB status check fails")
     pane.set_report(verify_evidence(d.app_items, VerifyOptions(now=d.now, anchor=d.anchor, offline=True)), "app")
     assert pane.fields["evaluation data"].text() == "TCB evaluation data number 17"
+    mrseam = pane.fields["TDX module"].text().split("MRSEAM ")[1]
+    assert len(mrseam) == 96
+    pinned = VerifyOptions(now=d.now, anchor=d.anchor, offline=True, policy=TcbPolicy(allowed_mrseams=["ab" * 48]))
+    pane.set_report(verify_evidence(d.app_items, pinned), "app")
+    assert pane.fields["TDX module"].text().endswith(f"MRSEAM {mrseam}, NOT one the policy accepts")
     assert pane.fields["advisories"].text() == "none"

@@ -245,7 +245,8 @@ def test_bad_at_is_usage_error(capsys, at: str, real_quote: Path, real_collatera
 
 @pytest.mark.parametrize(("option", "value"), [("--max-collateral-age", "0"), ("--max-collateral-age", "-1"),
                                                ("--max-collateral-age", "nan"), ("--max-collateral-age", "a week"),
-                                               ("--min-tcb-eval", "-3"), ("--min-tcb-eval", "1.5")])
+                                               ("--min-tcb-eval", "-3"), ("--min-tcb-eval", "1.5"),
+                                               ("--mrseam", "12"), ("--mrseam", "g" * 96)])
 def test_bad_tcb_policy_values_are_usage_errors(capsys, option: str, value: str, real_quote: Path,
                                                real_collateral: Path) -> None:
     code, out, err = run(capsys, "verify", real_quote, "--collateral", real_collateral, option, value)
@@ -264,6 +265,16 @@ def test_stricter_tcb_policy_on_the_real_quote(capsys, real_quote: Path, real_co
     assert checks["hardware.tcb_status"]["status"] == "fail"
     assert checks["hardware.reference_engine"]["status"] == "pass"  # the quote is as valid as before
     assert report["verdict"] == "fail" and code == 1
+
+
+def test_an_mrseam_pin_on_the_real_quote(capsys, real_quote: Path, real_collateral: Path) -> None:
+    base = ["verify", real_quote, "--collateral", real_collateral, "--at", REAL_AT]
+    _, report, _ = run_json(capsys, *base)
+    mrseam = checks_of(report)["hardware.tcb_status"]["details"]["tdx_module"]["mrseam"]
+    code, pinned, _ = run_json(capsys, *base, "--mrseam", "ab" * 48, "--mrseam", mrseam)
+    assert code == 0 and pinned["policy"]["tcb"]["allowed_mrseams"] == ["ab" * 48, mrseam]
+    code, other, _ = run_json(capsys, *base, "--mrseam", "ab" * 48)
+    assert code == 1 and checks_of(other)["hardware.tcb_status"]["status"] == "fail"
 
 
 def test_offline_without_collateral_is_incomplete(capsys, real_quote: Path) -> None:

@@ -231,8 +231,26 @@ def test_a_minimum_tcb_evaluation_data_number_fails_older_data(pki: SynthPki) ->
         "hardware.tcb_status").status is CheckStatus.PASS
 
 
+def test_an_mrseam_allow_list_pins_the_tdx_module(pki: SynthPki) -> None:
+    ev = synth(pki)
+    default = run(ev)
+    mrseam = default.quote.body["mrseam"].hex() if default.quote else ""
+    assert default.check("hardware.tcb_status").details["tdx_module"]["mrseam"] == mrseam
+    pinned = run(ev, policy=TcbPolicy(allowed_mrseams=["0x" + mrseam.upper(), "ab" * 48]))
+    assert pinned.check("hardware.tcb_status").status is CheckStatus.PASS
+    other = run(ev, policy=TcbPolicy(allowed_mrseams=["ab" * 48]))
+    tcb = other.check("hardware.tcb_status")
+    assert tcb.status is CheckStatus.FAIL and other.dcap_valid
+    assert f"the TDX module's MRSEAM {mrseam} is not one of the 1 the policy allows" in tcb.summary
+    assert other.check("hardware.reference_engine").status is CheckStatus.PASS
+    for bad in ([], ["12"], ["zz" * 48]):
+        with pytest.raises(ValueError):
+            TcbPolicy(allowed_mrseams=bad)
+
+
 def test_policy_description_round_trips() -> None:
-    policy = TcbPolicy(warn_statuses=[], max_collateral_age_seconds=7 * DAY, min_tcb_evaluation_data_number=19)
+    policy = TcbPolicy(warn_statuses=[], max_collateral_age_seconds=7 * DAY, min_tcb_evaluation_data_number=19,
+                       allowed_mrseams=["cd" * 48])
     assert TcbPolicy.from_description(policy.describe()) == policy
     assert TcbPolicy.from_description(TcbPolicy().describe()) == TcbPolicy()
     with pytest.raises(ValueError):

@@ -90,6 +90,10 @@ class SettingsDialog(QDialog):
         self.min_tcb_eval.setSpecialValueText("any")
         self.min_tcb_eval.setToolTip("Fail the TCB status when it is judged with older TCB evaluation data (Intel's "
                                      "TCB recoveries raise the number)")
+        self.allowed_mrseams = QLineEdit()
+        self.allowed_mrseams.setPlaceholderText("any TDX module Intel signs at an accepted TCB level")
+        self.allowed_mrseams.setToolTip("MRSEAMs (hex, separated by commas or spaces) of the TDX module builds to "
+                                        "accept: the TCB status fails for any other")
         self.theme = QComboBox()
         for key, label in THEME_LABELS.items():
             self.theme.addItem(label, key)
@@ -117,6 +121,7 @@ class SettingsDialog(QDialog):
         form4 = QFormLayout(policy)
         form4.addRow("Warn on collateral older than:", self.max_collateral_age)
         form4.addRow("Fail below TCB evaluation data number:", self.min_tcb_eval)
+        form4.addRow("Accept only these TDX modules (MRSEAM):", self.allowed_mrseams)
         appearance = QGroupBox("Appearance")
         form3 = QFormLayout(appearance)
         form3.addRow("Theme:", self.theme)
@@ -168,6 +173,7 @@ class SettingsDialog(QDialog):
         self.ita_api_key.setText(s.ita_api_key)
         self.max_collateral_age.setValue(s.max_collateral_age_days)
         self.min_tcb_eval.setValue(s.min_tcb_evaluation_data_number)
+        self.allowed_mrseams.setText(", ".join(s.allowed_mrseams))
         self.theme.setCurrentIndex(self.theme.findData(s.theme))
         self.error.hide()
 
@@ -190,6 +196,7 @@ class SettingsDialog(QDialog):
             "ita_api_key": self.ita_api_key.text().strip(),
             "max_collateral_age_days": self.max_collateral_age.value(),
             "min_tcb_evaluation_data_number": self.min_tcb_eval.value(),
+            "allowed_mrseams": self.allowed_mrseams.text().replace(",", " ").split(),
             "theme": self.theme.currentData(),
             **self._kept,
         })
@@ -199,8 +206,10 @@ class SettingsDialog(QDialog):
         if len(loc) > 1 and loc[0] == "rpc_urls":
             chain = str(loc[1])
             return f"JSON-RPC URL of {chain}", self.rpc_urls.get(chain)
-        return {"pccs_url": ("PCCS URL", self.pccs_url), "cloud_api_url": ("Phala Cloud API URL", self.cloud_api_url),
-                "rpc_urls": ("JSON-RPC URLs", None)}.get(str(loc[0]) if loc else "", ("Settings", None))
+        fields: dict[str, tuple[str, QWidget | None]] = {
+            "pccs_url": ("PCCS URL", self.pccs_url), "cloud_api_url": ("Phala Cloud API URL", self.cloud_api_url),
+            "rpc_urls": ("JSON-RPC URLs", None), "allowed_mrseams": ("Accepted TDX modules", self.allowed_mrseams)}
+        return fields.get(str(loc[0]) if loc else "", ("Settings", None))
 
     def _show_error(self, text: str, widget: QWidget | None) -> None:
         self.error.setText(text)

@@ -255,9 +255,13 @@ class TcbPane(QWidget):
         self._show_advisories(e.get("advisory_ids") or [])
         module = e.get("tdx_module")
         if isinstance(module, dict):
+            mrseam = module.get("mrseam")
+            pins = (e.get("policy") or {}).get("allowed_mrseams")
+            pinned = "" if not isinstance(pins, list) or mrseam is None else \
+                (", one the policy accepts" if mrseam in pins else ", NOT one the policy accepts")
             self.fields["TDX module"].setText(
                 f"{module.get('identity')}: ISVSVN {module.get('isvsvn')} (level needs {module.get('level_isvsvn')})"
-                f", {module.get('status')}")
+                f", {module.get('status')}" + (f"; MRSEAM {mrseam}{pinned}" if mrseam else ""))
         qe = e.get("qe")
         if isinstance(qe, dict):
             self.fields["QE"].setText(f"ISVSVN {qe.get('isv_svn')}, {qe.get('status')}, TCB date {qe.get('tcb_date')}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ..model import CheckStatus
 
@@ -14,6 +14,14 @@ DEFAULT_WARN = [
     "TDRelaunchAdvised",
     "TDRelaunchAdvisedConfigurationNeeded",
 ]
+
+
+def mrseam_hex(text: str) -> str:
+    """An MRSEAM as the policy keeps it: 96 lower-case hex digits (a `0x` prefix is dropped); ValueError otherwise."""
+    value = text.strip().lower().removeprefix("0x")
+    if len(value) != 96 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"{text[:40]!r} is not an MRSEAM (48 bytes of hex)")
+    return value
 
 
 class TcbPolicy(BaseModel):
@@ -29,6 +37,18 @@ class TcbPolicy(BaseModel):
     max_collateral_age_seconds: int | None = Field(default=None, gt=0)
     # ... and a TCB status judged with TCB evaluation data older than this number fails.
     min_tcb_evaluation_data_number: int | None = Field(default=None, ge=0)
+    # Off by default: the TDX module builds (MRSEAM, hex) the reviewer accepts. DCAP only checks the module's signer
+    # and TCB level; a pin names the exact build.
+    allowed_mrseams: list[str] | None = None
+
+    @field_validator("allowed_mrseams")
+    @classmethod
+    def _mrseams(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        if not v:
+            raise ValueError("an MRSEAM allow-list needs at least one value")
+        return [mrseam_hex(item) for item in v]
 
     def decide(self, status: str) -> CheckStatus:
         if status in self.pass_statuses:
@@ -43,6 +63,8 @@ class TcbPolicy(BaseModel):
             out["max_collateral_age_seconds"] = self.max_collateral_age_seconds
         if self.min_tcb_evaluation_data_number is not None:
             out["min_tcb_evaluation_data_number"] = self.min_tcb_evaluation_data_number
+        if self.allowed_mrseams is not None:
+            out["allowed_mrseams"] = self.allowed_mrseams
         return out
 
     @classmethod
@@ -50,4 +72,5 @@ class TcbPolicy(BaseModel):
         """The policy a report recorded (describe()'s output); ValueError when it is malformed."""
         return cls(pass_statuses=described.get("pass"), warn_statuses=described.get("warn"),
                    max_collateral_age_seconds=described.get("max_collateral_age_seconds"),
-                   min_tcb_evaluation_data_number=described.get("min_tcb_evaluation_data_number"))
+                   min_tcb_evaluation_data_number=described.get("min_tcb_evaluation_data_number"),
+                   allowed_mrseams=described.get("allowed_mrseams"))

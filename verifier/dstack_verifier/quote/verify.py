@@ -461,6 +461,7 @@ def _evaluate_tcb(q: Quote, pck: PckInfo, signed: SignedCollateral) -> dict[str,
             platform_status = tcb.converge(platform_status, mod.level.tcbStatus)
             advisories = tcb.union(advisories, mod.level.advisoryIDs)
         module = {
+            "mrseam": q.body["mrseam"].hex(),
             "identity": mod.identity_id,
             "isvsvn": mod.isvsvn,
             "level_isvsvn": mod.level.tcb.isvsvn if mod.level else None,
@@ -809,6 +810,10 @@ def verify_quote(
             decided = CheckStatus.FAIL
             summary += (f"; judged with TCB evaluation data number {used}, older than the {least} the policy "
                         "requires (a later TCB recovery may have changed this platform's status)")
+        if policy.allowed_mrseams is not None and q.is_tdx and q.body["mrseam"].hex() not in policy.allowed_mrseams:
+            decided = CheckStatus.FAIL
+            summary += (f"; the TDX module's MRSEAM {q.body['mrseam'].hex()} is not one of the "
+                        f"{len(policy.allowed_mrseams)} the policy allows")
         return StepOutcome(decided, summary, {**outcome, "policy": policy.describe()})
 
     def freshness() -> StepOutcome:
