@@ -63,11 +63,12 @@ def test_gpu_evidence_is_attested_by_nras_and_replays(capsys, tmp_path: Path) ->
 
 def test_a_report_with_malformed_endpoints_is_refused(capsys, tmp_path: Path) -> None:
     _, report = run_json(capsys, "verify", *app_args(), "--offline", "--output", tmp_path / "r.json")
-    report["policy"]["endpoints"] = {"agent_url": 7}
-    (tmp_path / "bad.json").write_text(json.dumps(report))
-    assert main(["verify", str(tmp_path / "bad.json"), "--offline"]) == 2
-    err = capsys.readouterr().err
-    assert "policy.endpoints" in err and "malformed endpoints" in err and "Traceback" not in err
+    for bad in ({"agent_url": 7}, {"nras_url": "file:///etc/passwd"}, {"cloud_url": "https://x"}, ["https://x"]):
+        report["policy"]["endpoints"] = bad
+        (tmp_path / "bad.json").write_text(json.dumps(report))
+        assert main(["verify", str(tmp_path / "bad.json"), "--offline"]) == 2
+        err = capsys.readouterr().err
+        assert "policy.endpoints" in err and "malformed endpoints" in err and "Traceback" not in err
 
 
 def test_gpu_evidence_offline_is_never_a_pass(capsys, tmp_path: Path) -> None:

@@ -500,8 +500,9 @@ def _recorded_endpoints(items: list[Evidence]) -> dict[str, str]:
         if recorded is None:
             continue
         if not isinstance(recorded, dict) or not all(
-                k in ENDPOINT_OPTIONS and isinstance(v, str) for k, v in recorded.items()):
-            raise InputError(f"malformed endpoints: expected URL strings for {', '.join(ENDPOINT_OPTIONS)}",
+                k in ENDPOINT_OPTIONS and isinstance(v, str) and urllib.parse.urlsplit(v).scheme in ("http", "https")
+                for k, v in recorded.items()):
+            raise InputError(f"malformed endpoints: expected http(s) URLs for {', '.join(ENDPOINT_OPTIONS)}",
                              source=item.name, field="policy.endpoints")
         return recorded
     return {}
