@@ -109,6 +109,14 @@ def test_gateway_domain_phase_passes_and_replays_offline(capsys, tmp_path: Path,
     assert [(c["id"], c["status"]) for c in again["checks"]] == [(c["id"], c["status"]) for c in report["checks"]]
     assert again_code == code
 
+    # A report is input like any other: recorded domain options that are not what a run writes are refused.
+    doc = json.loads((tmp_path / "r.json").read_text())
+    doc["policy"]["domain"]["crtsh_url"] = "file:///etc/passwd"
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    assert main(["verify", str(tmp_path / "bad.json"), "--offline", "--root-ca", str(p["root.der"])]) == 2
+    err = capsys.readouterr().err
+    assert "malformed domain options" in err and "policy.domain" in err and "Traceback" not in err
+
 
 def test_caa_without_the_account_fails_the_gateway(capsys, tmp_path: Path, gateway: Gateway) -> None:
     p = write_inputs(tmp_path, gateway)

@@ -521,7 +521,8 @@ def _recorded_domain(items: list[Evidence]) -> DomainOptions | None:
         domain, ct_log, crtsh = recorded.get("domain"), recorded.get("ct_log"), recorded.get("crtsh_url")
         roots = recorded.get("trust_roots", "system")
         if not (domain is None or isinstance(domain, str)) or not isinstance(ct_log, bool) or \
-                not isinstance(crtsh, str) or not (roots == "system" or isinstance(roots, list)):
+                not isinstance(crtsh, str) or urllib.parse.urlsplit(crtsh).scheme not in ("http", "https") or \
+                not (roots == "system" or isinstance(roots, list)):
             raise InputError("malformed domain options", source=item.name, field="policy.domain")
         certs = None
         if isinstance(roots, list):
