@@ -639,6 +639,8 @@ def test_onchain_recording_replays_offline(capsys, tmp_path: Path, governance: G
         ({"chain": "base"}, "policy.onchain"),
         ("base", "policy.onchain"),
         ({"kms_contract": "0x" + "44" * 20, "chain": "polygon\n"}, "policy.onchain.chain"),
+        ({"kms_contract": "0x" + "44" * 20, "chain": "base", "rpc_url": "file:///etc/passwd", "app_contract": None},
+         "policy.onchain.rpc_url"),
     ],
 )
 def test_report_with_malformed_onchain_options(capsys, tmp_path: Path, app: Dataset, onchain: Any,

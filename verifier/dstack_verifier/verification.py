@@ -465,6 +465,9 @@ def _recorded_onchain(items: list[Evidence]) -> OnchainOptions | None:
                 raise TypeError
             found = OnchainOptions(**recorded)  # TypeError for a missing or unknown key
             chain_config(found.chain, found.rpc_url)
+            if found.rpc_url is not None and urllib.parse.urlsplit(found.rpc_url).scheme not in ("http", "https"):
+                raise InputError("the JSON-RPC endpoint is not an http(s) URL", source=item.name,
+                                 field="policy.onchain.rpc_url")
         except TypeError:
             raise InputError("malformed on-chain options: expected the strings kms_contract, chain, rpc_url and "
                              "app_contract", source=item.name, field="policy.onchain") from None
