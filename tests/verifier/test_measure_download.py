@@ -17,7 +17,7 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -46,6 +46,8 @@ from dstack_verifier.net import (
     ReplayClient,
 )
 
+from tests.support.loopback import LoopbackServer
+
 # -- the server --------------------------------------------------------------------------------------------------
 
 
@@ -66,13 +68,12 @@ class ImageServer:
     redirects: dict[str, str] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    httpd: ThreadingHTTPServer | None = None
+    serving: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
-        assert self.httpd is not None
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        assert self.serving is not None
+        return self.serving.url
 
     def ranges(self, path: str) -> list[str | None]:
         with self.lock:
@@ -141,14 +142,15 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def server() -> Iterator[ImageServer]:
     srv = ImageServer()
-    srv.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(srv))
-    srv.httpd.daemon_threads = True
-    thread = threading.Thread(target=srv.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
-    thread.join(timeout=5)
+    handler = _handler(srv)
+
+    class Serving(LoopbackServer):
+        def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+            return handler
+
+    with Serving() as serving:
+        srv.serving = serving
+        yield srv
 
 
 @pytest.fixture

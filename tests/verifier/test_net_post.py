@@ -5,9 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from dstack_verifier.net import (
@@ -21,34 +20,24 @@ from dstack_verifier.net import (
     encode_json_body,
 )
 
+from tests.support.loopback import LoopbackServer
 
-class EchoServer:
+
+class EchoServer(LoopbackServer):
     """Answers every POST with ``{"echo": <the body as text>, "n": <request count>}`` unless told otherwise."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.bodies: list[bytes] = []
         self.headers: list[dict[str, str]] = []
         self.statuses: list[int] = []  # statuses for the next answers (then 200)
         self.big: int | None = None  # answer with this many bytes instead
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/rpc"
+        return f"{super().url}/rpc"
 
-    def __enter__(self) -> EchoServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
