@@ -117,6 +117,18 @@ def test_html_escapes_what_the_report_says(tmp_path: Path, demo_report: Report) 
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;" in html
 
 
+def test_html_states_the_whole_tcb_policy(tmp_path: Path, demo_report: Report) -> None:
+    tcb = {**demo_report.policy["tcb"], "max_collateral_age_seconds": 7 * 86400, "min_tcb_evaluation_data_number": 18,
+           "allowed_mrseams": ["ab" * 48]}
+    strict = demo_report.model_copy(update={"policy": {**demo_report.policy, "tcb": tcb}})
+    out = tmp_path / "p.zip"
+    export_pack(strict, out, KEY)
+    html = read_pack(out)["report.html"].decode()
+    assert "pass: UpToDate; warn: SWHardeningNeeded" in html and "fail: any other status" in html
+    assert "collateral issued more than 7 days before the verification instant warns" in html
+    assert "TCB evaluation data number below 18 fails" in html and f"(MRSEAM): {'ab' * 48}" in html
+
+
 # -- determinism ---------------------------------------------------------------------------------------------
 
 

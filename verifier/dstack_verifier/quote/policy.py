@@ -67,6 +67,22 @@ class TcbPolicy(BaseModel):
             out["allowed_mrseams"] = self.allowed_mrseams
         return out
 
+    @staticmethod
+    def text(described: dict) -> str:
+        """describe()'s output in one line, for a reader of the signed report."""
+        parts = [f"pass: {', '.join(map(str, described.get('pass') or []))}",
+                 f"warn: {', '.join(map(str, described.get('warn') or []))}", "fail: any other status"]
+        age = described.get("max_collateral_age_seconds")
+        if isinstance(age, int):
+            parts.append(f"collateral issued more than {age / 86400:g} days before the verification instant warns")
+        least = described.get("min_tcb_evaluation_data_number")
+        if isinstance(least, int):
+            parts.append(f"a TCB status judged with TCB evaluation data number below {least} fails")
+        pins = described.get("allowed_mrseams")
+        if isinstance(pins, list):
+            parts.append(f"TDX modules accepted (MRSEAM): {', '.join(map(str, pins))}")
+        return "; ".join(parts)
+
     @classmethod
     def from_description(cls, described: dict) -> TcbPolicy:
         """The policy a report recorded (describe()'s output); ValueError when it is malformed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
+from ..quote.policy import TcbPolicy
 from .statement import VerificationPredicate
 
 _ENTITY_TITLES = {"app": "App", "kms": "KMS", "gateway": "Gateway"}
@@ -30,8 +31,7 @@ def render_html(predicate: VerificationPredicate, signer_fingerprint: str) -> st
         ("Verified at", escape(p.time_verified) + f" (unix {p.verified_at})"),
         ("Verifier", escape(f"{p.verifier.id} {p.verifier.version}")),
         ("Trust anchor", escape(anchor_text) + f"<br><span class='mono'>sha256 {escape(anchor.sha256)}</span>"),
-        ("TCB policy", escape(f"pass: {', '.join(map(str, tcb.get('pass', [])))}; "
-                              f"warn: {', '.join(map(str, tcb.get('warn', [])))}; fail: any other status")),
+        ("TCB policy", escape(TcbPolicy.text(tcb))),
         ("Phases", escape(", ".join(map(str, p.policy.get("phases", []))))),
         ("Policy digest", f"<span class='mono'>sha256 {escape(p.policy_digest.get('sha256', ''))}</span>"),
         ("Signing key", f"<span class='mono'>{escape(signer_fingerprint)}</span>"),
