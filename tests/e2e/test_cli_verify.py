@@ -267,6 +267,24 @@ def test_stricter_tcb_policy_on_the_real_quote(capsys, real_quote: Path, real_co
     assert report["verdict"] == "fail" and code == 1
 
 
+def test_a_re_run_decides_under_the_recorded_tcb_policy(capsys, tmp_path: Path, real_quote: Path,
+                                                         real_collateral: Path) -> None:
+    saved = tmp_path / "r.json"
+    code, _, _ = run_json(capsys, "verify", real_quote, "--collateral", real_collateral, "--at", REAL_AT,
+                          "--min-tcb-eval", "18", "--output", saved)
+    assert code == 1
+    code, again, _ = run_json(capsys, "verify", saved, "--offline", "--at", REAL_AT)
+    assert code == 1 and again["policy"]["tcb"]["min_tcb_evaluation_data_number"] == 18
+    code, lenient, _ = run_json(capsys, "verify", saved, "--offline", "--at", REAL_AT, "--min-tcb-eval", "17")
+    assert code == 0 and checks_of(lenient)["hardware.tcb_status"]["status"] == "pass"  # a policy given anew wins
+    doc = json.loads(saved.read_text())
+    doc["policy"]["tcb"]["allowed_mrseams"] = ["12"]
+    saved.write_text(json.dumps(doc))
+    code, out, err = run(capsys, "verify", saved, "--offline")
+    assert code == 2 and out == "" and "policy.tcb" in err and "malformed TCB policy" in err
+    assert_one_line(err)
+
+
 def test_an_mrseam_pin_on_the_real_quote(capsys, real_quote: Path, real_collateral: Path) -> None:
     base = ["verify", real_quote, "--collateral", real_collateral, "--at", REAL_AT]
     _, report, _ = run_json(capsys, *base)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from pydantic import ValidationError
 
 from . import __version__
 from .errors import InputError
@@ -495,6 +496,25 @@ def _endpoints_policy(options: VerifyOptions) -> dict[str, Any]:
     return {"endpoints": given} if given else {}
 
 
+def _recorded_tcb_policy(items: list[Evidence]) -> TcbPolicy | None:
+    """The TCB policy a report among the evidence was decided with."""
+    for item in items:
+        policy = item.json.get("policy") if item.kind == "report" else None
+        recorded = policy.get("tcb") if isinstance(policy, dict) else None
+        if recorded is None:
+            continue
+        if not isinstance(recorded, dict):
+            raise InputError("malformed TCB policy: not an object", source=item.name, field="policy.tcb")
+        try:
+            return TcbPolicy.from_description(recorded)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            raise InputError(f"malformed TCB policy: {where}: {first['msg'].removeprefix('Value error, ')}",
+                             source=item.name, field="policy.tcb") from None
+    return None
+
+
 def _recorded_endpoints(items: list[Evidence]) -> dict[str, str]:
     """The endpoints a report among the evidence was made with (its recorded answers are keyed by their URLs)."""
     for item in items:
@@ -585,6 +605,9 @@ def verify_evidence(
     progress = progress or Progress()
     if options.onchain is None:  # re-running a report: the contracts it read, unless new ones are given
         options = replace(options, onchain=_recorded_onchain(items))
+    recorded_policy = _recorded_tcb_policy(items)
+    if recorded_policy is not None and options.policy == TcbPolicy():  # re-running a report: decided as it was,
+        options = replace(options, policy=recorded_policy)  # unless a policy other than the default is given
     endpoints = _recorded_endpoints(items)  # re-running a report: the endpoints it asked, unless new ones are given
     options = replace(options, **{k: getattr(options, k) or v for k, v in endpoints.items()})
     recorded_domain = _recorded_domain(items)
