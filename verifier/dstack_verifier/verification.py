@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -447,17 +447,27 @@ def _mark_phase_off(checks: list[Check], selected: tuple[str, ...]) -> list[Chec
     return out
 
 
+def _recorded(items: list[Evidence], key: str) -> Iterator[tuple[str, Any]]:
+    """(file name, value) of `key` in the policy of each report among the evidence that records it: what a re-run
+    takes over from the run that made the report."""
+    for item in items:
+        policy = item.json.get("policy") if item.kind == "report" else None
+        value = policy.get(key) if isinstance(policy, dict) else None
+        if value is not None:
+            yield item.name, value
+
+
+def _is_http_url(value: object) -> bool:
+    """A report is untrusted input: the URLs it recorded steer a re-run's requests, so only http(s) ones are taken."""
+    return isinstance(value, str) and urllib.parse.urlsplit(value).scheme in ("http", "https")
+
+
 def _recorded_onchain(items: list[Evidence]) -> OnchainOptions | None:
     """The on-chain options a report among the evidence was made with, so that its re-run reads the same contracts
     (from its recorded JSON-RPC exchanges). A report is untrusted input: anything malformed is an InputError."""
     from .onchain import OnchainInputError, chain_config
 
-    for item in items:
-        if item.kind != "report" or not isinstance(item.json.get("policy"), dict):
-            continue
-        recorded = item.json["policy"].get("onchain")
-        if recorded is None:
-            continue
+    for name, recorded in _recorded(items, "onchain"):
         optional = ("rpc_url", "app_contract")
         try:
             if not isinstance(recorded, dict) or not all(
@@ -466,14 +476,14 @@ def _recorded_onchain(items: list[Evidence]) -> OnchainOptions | None:
                 raise TypeError
             found = OnchainOptions(**recorded)  # TypeError for a missing or unknown key
             chain_config(found.chain, found.rpc_url)
-            if found.rpc_url is not None and urllib.parse.urlsplit(found.rpc_url).scheme not in ("http", "https"):
-                raise InputError("the JSON-RPC endpoint is not an http(s) URL", source=item.name,
+            if found.rpc_url is not None and not _is_http_url(found.rpc_url):
+                raise InputError("the JSON-RPC endpoint is not an http(s) URL", source=name,
                                  field="policy.onchain.rpc_url")
         except TypeError:
             raise InputError("malformed on-chain options: expected the strings kms_contract, chain, rpc_url and "
-                             "app_contract", source=item.name, field="policy.onchain") from None
+                             "app_contract", source=name, field="policy.onchain") from None
         except OnchainInputError as exc:
-            raise InputError(str(exc), source=item.name, field="policy.onchain.chain") from None
+            raise InputError(str(exc), source=name, field="policy.onchain.chain") from None
         return found
     return None
 
@@ -498,35 +508,26 @@ def _endpoints_policy(options: VerifyOptions) -> dict[str, Any]:
 
 def _recorded_tcb_policy(items: list[Evidence]) -> TcbPolicy | None:
     """The TCB policy a report among the evidence was decided with."""
-    for item in items:
-        policy = item.json.get("policy") if item.kind == "report" else None
-        recorded = policy.get("tcb") if isinstance(policy, dict) else None
-        if recorded is None:
-            continue
+    for name, recorded in _recorded(items, "tcb"):
         if not isinstance(recorded, dict):
-            raise InputError("malformed TCB policy: not an object", source=item.name, field="policy.tcb")
+            raise InputError("malformed TCB policy: not an object", source=name, field="policy.tcb")
         try:
             return TcbPolicy.from_description(recorded)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(map(str, first["loc"]))
             raise InputError(f"malformed TCB policy: {where}: {first['msg'].removeprefix('Value error, ')}",
-                             source=item.name, field="policy.tcb") from None
+                             source=name, field="policy.tcb") from None
     return None
 
 
 def _recorded_endpoints(items: list[Evidence]) -> dict[str, str]:
     """The endpoints a report among the evidence was made with (its recorded answers are keyed by their URLs)."""
-    for item in items:
-        policy = item.json.get("policy") if item.kind == "report" else None
-        recorded = policy.get("endpoints") if isinstance(policy, dict) else None
-        if recorded is None:
-            continue
-        if not isinstance(recorded, dict) or not all(
-                k in ENDPOINT_OPTIONS and isinstance(v, str) and urllib.parse.urlsplit(v).scheme in ("http", "https")
-                for k, v in recorded.items()):
+    for name, recorded in _recorded(items, "endpoints"):
+        if not isinstance(recorded, dict) or not all(k in ENDPOINT_OPTIONS and _is_http_url(v)
+                                                     for k, v in recorded.items()):
             raise InputError(f"malformed endpoints: expected http(s) URLs for {', '.join(ENDPOINT_OPTIONS)}",
-                             source=item.name, field="policy.endpoints")
+                             source=name, field="policy.endpoints")
         return recorded
     return {}
 
@@ -536,23 +537,21 @@ def _recorded_domain(items: list[Evidence]) -> DomainOptions | None:
     from .domain_phase import DomainOptions
     from .ratls import load_certificates
 
-    for item in items:
-        policy = item.json.get("policy") if item.kind == "report" else None
-        recorded = policy.get("domain") if isinstance(policy, dict) else None
+    for name, recorded in _recorded(items, "domain"):
         if not isinstance(recorded, dict):
             continue
         domain, ct_log, crtsh = recorded.get("domain"), recorded.get("ct_log"), recorded.get("crtsh_url")
         roots = recorded.get("trust_roots", "system")
         if not (domain is None or isinstance(domain, str)) or not isinstance(ct_log, bool) or \
-                not isinstance(crtsh, str) or urllib.parse.urlsplit(crtsh).scheme not in ("http", "https") or \
+                not _is_http_url(crtsh) or \
                 not (roots == "system" or isinstance(roots, list)):
-            raise InputError("malformed domain options", source=item.name, field="policy.domain")
+            raise InputError("malformed domain options", source=name, field="policy.domain")
         certs = None
         if isinstance(roots, list):
             pems = [r.get("pem") if isinstance(r, dict) else None for r in roots]
             if not all(isinstance(pem, str) for pem in pems):
-                raise InputError("expected PEM certificates", source=item.name, field="policy.domain.trust_roots")
-            certs = [c for pem in pems for c in load_certificates(pem.encode(), f"{item.name} policy.domain")]
+                raise InputError("expected PEM certificates", source=name, field="policy.domain.trust_roots")
+            certs = [c for pem in pems for c in load_certificates(pem.encode(), f"{name} policy.domain")]
         return DomainOptions(domain=domain, ct_log=ct_log, crtsh_url=crtsh, trust_roots=certs)
     return None
 

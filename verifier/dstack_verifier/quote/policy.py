@@ -24,6 +24,10 @@ def mrseam_hex(text: str) -> str:
     return value
 
 
+# The policy's optional fields, recorded in a report only when set (an older report has none of them).
+OPTIONAL_FIELDS = ("max_collateral_age_seconds", "min_tcb_evaluation_data_number", "allowed_mrseams")
+
+
 class TcbPolicy(BaseModel):
     """Statuses not listed fail: OutOfDate, OutOfDateConfigurationNeeded, Revoked, and anything unknown."""
 
@@ -59,13 +63,7 @@ class TcbPolicy(BaseModel):
 
     def describe(self) -> dict:
         out: dict = {"pass": self.pass_statuses, "warn": self.warn_statuses, "fail": "any other status"}
-        if self.max_collateral_age_seconds is not None:
-            out["max_collateral_age_seconds"] = self.max_collateral_age_seconds
-        if self.min_tcb_evaluation_data_number is not None:
-            out["min_tcb_evaluation_data_number"] = self.min_tcb_evaluation_data_number
-        if self.allowed_mrseams is not None:
-            out["allowed_mrseams"] = self.allowed_mrseams
-        return out
+        return out | {k: getattr(self, k) for k in OPTIONAL_FIELDS if getattr(self, k) is not None}
 
     @staticmethod
     def text(described: dict) -> str:
@@ -87,6 +85,4 @@ class TcbPolicy(BaseModel):
     def from_description(cls, described: dict) -> TcbPolicy:
         """The policy a report recorded (describe()'s output); ValueError when it is malformed."""
         return cls(pass_statuses=described.get("pass"), warn_statuses=described.get("warn"),
-                   max_collateral_age_seconds=described.get("max_collateral_age_seconds"),
-                   min_tcb_evaluation_data_number=described.get("min_tcb_evaluation_data_number"),
-                   allowed_mrseams=described.get("allowed_mrseams"))
+                   **{k: described.get(k) for k in OPTIONAL_FIELDS})
