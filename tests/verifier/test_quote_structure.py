@@ -257,6 +257,21 @@ def test_unknown_body_type(pki) -> None:
     assert "unsupported body type 9" in err.message
 
 
+@pytest.mark.parametrize(("tee", "body_type"), [("tdx", 1), ("sgx", 2), ("sgx", 3)])
+def test_v5_body_of_the_other_tee(pki, tee: str, body_type: int) -> None:
+    """A TDX header over an SGX report body (or the reverse) is refused: dcap-qvl rejects it too, and the TD checks
+    would otherwise look for fields the body has not got."""
+    ev = evidence(pki, version=5, body="td10")
+    ev.quote_builder.body_type_override = body_type
+    ev.quote_builder.body_size_override = {1: 384, 2: 584, 3: 648}[body_type]
+    if tee == "sgx":
+        ev.quote_builder.header.tee_type = 0
+    raw = ev.quote_builder.build()
+    err = decode_error(raw)
+    assert (err.field, err.offset) == ("body_descriptor.type", 48)
+    assert "does not fit TEE type" in err.message
+
+
 def test_version_6(pki) -> None:
     ev = evidence(pki)
     ev.quote_builder.header.version = 6

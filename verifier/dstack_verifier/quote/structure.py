@@ -251,6 +251,10 @@ def _body_kind(r: Reader, h: Header) -> tuple[str, int | None, int | None]:
         kind = V5_BODY_TYPES.get(body_type)
         if kind is None:
             raise InputError(f"unsupported body type {body_type}", field="body_descriptor.type", offset=at)
+        if (kind == "sgx") != (h.tee_type == TEE_SGX) or h.tee_type not in (TEE_SGX, TEE_TDX):
+            # The header says which TEE signed; a body of the other kind has no fields the checks could read.
+            raise InputError(f"body type {body_type} ({kind.upper()} report) does not fit TEE type 0x{h.tee_type:x}",
+                             field="body_descriptor.type", offset=at)
         if body_size != layout_len(kind):
             raise InputError(
                 f"body size {body_size} does not match the {layout_len(kind)} bytes of body type {body_type}",
