@@ -350,3 +350,32 @@ def test_verify_mutated_quotes_never_raises(data: st.DataObject) -> None:
 def test_verify_random_bytes_never_raises(data: bytes) -> None:
     checks = verify_checks("tdx-v4", data)
     assert checks[0].status is CheckStatus.FAIL
+
+
+def _bad_name_tag(der: bytes) -> bytes:  # the SET around the subject's CN gets another tag: the DER does not parse
+    i = der.rindex(bytes.fromhex("301706035504030c")) - 2
+    assert der[i] == 0x31
+    return der[:i] + b"\x2d" + der[i + 1 :]
+
+
+@pytest.mark.parametrize("fmt", ["tdx-v4", "sgx-v3"])
+def test_an_unreadable_root_copy_in_the_chain_is_left_aside(fmt: str) -> None:
+    """As in dcap-qvl (webpki tries the trust anchor before the chain's other certificates, and parses those only
+    when it tries them), a damaged copy of the root at the end of the PCK chain is not needed, so not fatal; the
+    chain check names it. Found by the fuzz test below."""
+    quote = _edit_chain_cert(evidence(fmt).quote, 2, _bad_name_tag)
+    by_id = {c.id: c for c in verify_checks(fmt, quote)}
+    chain = by_id["hardware.pck_chain"]
+    assert chain.status is CheckStatus.PASS, chain.summary
+    assert "left aside as unreadable: certificate 3 does not parse" in chain.summary
+    assert chain.details["unreadable"][0].startswith("certificate 3 does not parse")
+    assert by_id["hardware.reference_engine"].status is CheckStatus.PASS
+
+
+def test_an_unreadable_intermediate_fails_the_chain_naming_it() -> None:
+    quote = _edit_chain_cert(evidence("tdx-v4").quote, 1, _bad_name_tag)
+    by_id = {c.id: c for c in verify_checks("tdx-v4", quote)}
+    chain = by_id["hardware.pck_chain"]
+    assert chain.status is CheckStatus.FAIL
+    assert "no certificate of" in chain.summary and "certificate 2 does not parse" in chain.summary
+    assert by_id["hardware.reference_engine"].status is CheckStatus.PASS  # dcap-qvl rejects it too

@@ -230,15 +230,35 @@ def _canonical_pem_ders(pem: bytes, known: tuple[Cert, ...] = ()) -> list[bytes 
     return out
 
 
-def load_pem_certs(pem: bytes, known: tuple[Cert, ...] = ()) -> list[Cert]:
-    """As `x509.load_pem_x509_certificates` (the same certificates, the same errors), each with its DER kept.
+class PemChain(NamedTuple):
+    certs: list[Cert]
+    unreadable: list[str]  # the candidate issuers left aside, each with why
+
+
+def load_pem_chain(pem: bytes, known: tuple[Cert, ...] = ()) -> PemChain:
+    """A leaf and its candidate issuers, read as webpki (so dcap-qvl) reads them: the PEM text must decode (the same
+    texts and errors as `x509.load_pem_x509_certificates`) and the first certificate must parse; a later one whose
+    DER does not parse can never be an issuer, so it is left aside, named in `unreadable` (webpki parses candidates
+    only when it tries them, and tries the trust anchor first: a damaged copy of the root goes unnoticed there).
 
     A certificate that is byte for byte one of `known` (the trust anchor, which chains usually end with) is not
     decoded again: that Cert, already read, stands in the list."""
     items = _canonical_pem_ders(pem, known)
     if items is None:
-        return [Cert(c) for c in x509.load_pem_x509_certificates(pem)]
-    return [d if isinstance(d, Cert) else Cert(x509.load_der_x509_certificate(d), d) for d in items]
+        return PemChain([Cert(c) for c in x509.load_pem_x509_certificates(pem)], [])
+    certs: list[Cert] = []
+    unreadable: list[str] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Cert):
+            certs.append(item)
+            continue
+        try:
+            certs.append(Cert(x509.load_der_x509_certificate(item), item))
+        except (ValueError, x509.InvalidVersion) as exc:
+            if i == 0:
+                raise
+            unreadable.append(f"certificate {i + 1} does not parse ({str(exc)[:120]})")
+    return PemChain(certs, unreadable)
 
 
 @functools.lru_cache(maxsize=512)

@@ -32,9 +32,10 @@ from .chain import (
     ChainError,
     CrlStore,
     LoadedCrl,
+    PemChain,
     check_revocation,
     load_crl,
-    load_pem_certs,
+    load_pem_chain,
     verify_chain,
 )
 from .collateral import Collateral, CollateralFormatError, QeIdentity, TcbInfo
@@ -85,14 +86,19 @@ def _ts(now: int) -> datetime:
     return datetime.fromtimestamp(now, UTC)
 
 
-def _load_pem_chain(pem: bytes, what: str, anchor: TrustAnchor) -> list[Cert]:
+def _load_pem_chain(pem: bytes, what: str, anchor: TrustAnchor) -> PemChain:
     try:
-        certs = load_pem_certs(pem.rstrip(b"\x00"), (anchor.root,))
+        chain = load_pem_chain(pem.rstrip(b"\x00"), (anchor.root,))
     except (ValueError, x509.InvalidVersion) as exc:
         raise StepFailed(f"{what}: the PEM certificate chain does not parse ({exc})") from None
-    if not certs:
+    if not chain.certs:
         raise StepFailed(f"{what}: the certificate chain is empty")
-    return certs
+    return chain
+
+
+def _aside(chain: PemChain) -> str:
+    """What a summary says of candidate issuers that did not parse (none, usually)."""
+    return f"; left aside as unreadable: {'; '.join(chain.unreadable)}" if chain.unreadable else ""
 
 
 @dataclass
@@ -234,11 +240,11 @@ def verify_signed_collateral(
             raise StepFailed(f"{name} does not parse: {exc}") from None
         held = verified.get(chain_pem)
         if held is None:
-            chain = _load_pem_chain(chain_pem.encode(), f"{name} issuer chain", anchor)
+            loaded = _load_pem_chain(chain_pem.encode(), f"{name} issuer chain", anchor)
             try:
-                path = verify_chain(chain[0], chain[1:], root, None, at, cache).path
+                path = verify_chain(loaded.certs[0], loaded.certs[1:], root, None, at, cache).path
             except ChainError as exc:
-                raise StepFailed(f"{name} issuer chain: {exc}", {"code": exc.code}) from None
+                raise StepFailed(f"{name} issuer chain: {exc}{_aside(loaded)}", {"code": exc.code}) from None
             held = verified[chain_pem] = (path, [c.describe() for c in path])
         path, described = held
         signer = path[0]
@@ -687,13 +693,15 @@ def verify_quote(
                 raise StepFailed(f"unsupported PCK certification data type {q.auth.cert_type} (expected 5, a "
                                  "PEM chain)")
         # The same PEM (one platform's chain) loads to the same objects, whose parsed extensions are kept.
-        certs = memo.cached(("pem", pem), lambda: _load_pem_chain(pem, "PCK certificate chain", anchor))
+        loaded = memo.cached(("pem", pem), lambda: _load_pem_chain(pem, "PCK certificate chain", anchor))
+        certs = loaded.certs
         root = anchor.root
         try:
             path = verify_chain(certs[0], certs[1:], root, None, at, memo.chains).path
         except ChainError as exc:
-            raise StepFailed(f"PCK chain: {exc}",
-                             {"code": exc.code, "chain": [c.summary() for c in certs]}) from None
+            raise StepFailed(f"PCK chain: {exc}{_aside(loaded)}",
+                             {"code": exc.code, "chain": [c.summary() for c in certs],
+                              "unreadable": loaded.unreadable}) from None
         leaf = certs[0]
         try:
             pck = memo.cached(("pck", leaf), lambda: parse_sgx_extension(
@@ -704,10 +712,12 @@ def verify_quote(
         state["pck_path"] = path
         return StepOutcome(
             CheckStatus.PASS,
-            f"{' → '.join(c.describe() for c in path)}; FMSPC {pck.fmspc.hex().upper()}, {pck.ca_type} CA",
+            f"{' → '.join(c.describe() for c in path)}; FMSPC {pck.fmspc.hex().upper()}, {pck.ca_type} CA"
+            f"{_aside(loaded)}",
             {
                 "source": source,
                 "chain": [c.summary() for c in path],
+                "unreadable": loaded.unreadable,
                 "trust_anchor_sha256": anchor.sha256,
                 "trust_anchor_is_intel": anchor.is_intel,
                 "pck": pck.to_dict(),
