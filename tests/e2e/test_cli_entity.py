@@ -217,6 +217,38 @@ def test_lite_getquote_offline(capsys, lite: dict[str, Any]) -> None:
         ("getquote", hashlib.sha256(path.read_bytes()).hexdigest())]
 
 
+@pytest.mark.parametrize("variant", ["legacy", None])
+def test_a_legacy_boot_is_not_checked_the_lite_way(capsys, tmp_path: Path, lite: dict[str, Any],
+                                                   variant: str | None) -> None:
+    """vm_config carries the TDX-lite material on legacy boots too; as in dstack's verifier, the variant picks the
+    path (absent means legacy). A legacy boot needs the image (its ACPI tables are to be recomputed), so offline
+    without one the OS checks skip instead of passing on the lite document."""
+    vm = json.loads(lite["vm_config"])
+    if variant is None:
+        del vm["tdx_attestation_variant"]
+    else:
+        vm["tdx_attestation_variant"] = variant
+    assert "tdx_measurement" in vm
+    path = write_json(tmp_path / "getquote.json", {**lite, "vm_config": json.dumps(vm)})
+    code, report = run_json(capsys, "verify", path, "--offline")
+    checks = checks_of(report)
+    assert code == 3  # incomplete: neither the image nor collateral offline
+    for check_id in ("os.image_hash", "os.mrtd", "os.rtmr0", "os.rtmr1", "os.rtmr2"):
+        assert checks[check_id]["status"] == "skip", checks[check_id]
+        assert checks[check_id]["details"].get("path") != "tdx-lite"
+    assert "image" in checks["os.image_hash"]["summary"]
+
+
+def test_an_unknown_attestation_variant_fails_the_os_checks(capsys, tmp_path: Path, lite: dict[str, Any]) -> None:
+    vm = {**json.loads(lite["vm_config"]), "tdx_attestation_variant": "auto"}
+    path = write_json(tmp_path / "getquote.json", {**lite, "vm_config": json.dumps(vm)})
+    code, report = run_json(capsys, "verify", path, "--offline")
+    checks = checks_of(report)
+    assert code == 1
+    for check_id in ("os.image_hash", "os.mrtd", "os.rtmr0", "os.rtmr1", "os.rtmr2"):
+        assert checks[check_id]["status"] == "fail" and "'auto'" in checks[check_id]["summary"], checks[check_id]
+
+
 # -- key binding: GetQuote JSON + the app's RA-TLS chain -------------------------------------------------------
 
 
@@ -356,10 +388,13 @@ def test_two_composes_are_bad_input(capsys, tmp_path: Path, gateway: Dataset, km
 
 
 def attestation_blob(quote: bytes, events: list[dict[str, Any]], report_data: bytes, config: str) -> bytes:
-    """The whole log with the runtime events stripped of digest and payload, then the runtime events themselves."""
+    """dstack's `into_stripped` log (dstack-measurement §7.3): of the firmware events only the three ACPI DATA ones,
+    digests kept; the runtime events with their digests emptied; then the runtime events themselves."""
     parsed = parse_event_log(events, "events")
     runtime = [e for e in parsed if e.imr == 3]
-    log = [e.model_copy(update={"digest": None, "payload": b""}) if e.imr == 3 else e for e in parsed]
+    acpi = [e for e in parsed if e.imr == 0 and e.name.startswith("acpi-")]
+    assert len(acpi) == 3
+    log = [*acpi, *(e.model_copy(update={"digest": None}) for e in runtime)]
     return encode_attestation(quote, log, runtime, report_data, config)
 
 
@@ -382,21 +417,29 @@ def test_attestation_json_decodes_and_its_events_verify(capsys, tmp_path: Path, 
     assert code == 1
     assert [c["id"] for c in report["checks"] if c["status"] == "fail"] == ["os.image_hash"]
     for check_id in ("hardware.quote_structure", "hardware.quote_signature", "eventlog.replay",
-                     "eventlog.rtmr3_payloads", "source.mr_config_id"):
+                     "eventlog.rtmr3_payloads", "source.mr_config_id", "os.mrtd", "os.rtmr0", "os.rtmr1", "os.rtmr2"):
         assert checks[check_id]["status"] == "pass", checks[check_id]
+    # The stripped log replays RTMR3 only; RTMR0-2 are compared by value, not event by event.
+    assert checks["eventlog.replay"]["details"]["not_replayed"] == ["rtmr0", "rtmr1", "rtmr2"]
+    assert "stripped" in checks["eventlog.replay"]["summary"]
+    assert checks["os.rtmr1"]["details"]["logged_events"] is None
     entity = report["entities"]["app"]
     assert entity["app_info"]["app_id"] == LITE_APP_ID
     assert entity["derived"]["mr_system"].startswith(LITE_MR_SYSTEM_PREFIX)
     assert entity["derived"]["mr_aggregated"].startswith(LITE_MR_AGGREGATED_PREFIX)
     assert entity["vm_config"] == json.loads(lite["vm_config"])
     logged = entity["event_log"]["events"]
-    assert len(logged) == len(events) and all(e["event_payload"] for e in logged if e["event"] == "app-id")
+    assert len(logged) == 3 + sum(e["imr"] == 3 for e in events)
+    assert all(e["event_payload"] for e in logged if e["event"] == "app-id")
     assert [i["kind"] for i in report["inputs"]] == ["attestation"]
 
     # The same attestation with one runtime payload byte changed no longer replays to RTMR3.
     runtime_app_id = scale_vec(b"app-id") + scale_vec(bytes.fromhex(LITE_APP_ID))
-    assert blob.count(runtime_app_id) == 1
-    tampered = blob.replace(runtime_app_id, scale_vec(b"app-id") + scale_vec(bytes.fromhex(flip_hex(LITE_APP_ID))))
+    # It is there twice: in the stripped log and in runtime_events, the list RTMR3 is replayed from (as dstack does).
+    assert blob.count(runtime_app_id) == 2
+    at = blob.rindex(runtime_app_id)
+    changed = scale_vec(b"app-id") + scale_vec(bytes.fromhex(flip_hex(LITE_APP_ID)))
+    tampered = blob[:at] + changed + blob[at + len(runtime_app_id):]
     path = write_json(tmp_path / "tampered.json", {"attestation": tampered.hex()})
     code, report = run_json(capsys, "verify", path, "--offline")
     assert code == 1
@@ -747,3 +790,15 @@ def test_malformed_event_log_text(capsys, tmp_path: Path, lite: dict[str, Any], 
     path = write_json(tmp_path / "getquote.json", {**lite, "event_log": event_log})
     err = bad_input(capsys, "verify", path, "--offline")
     assert "field event_log" in err and message in err, err
+
+
+def test_attestation_whose_report_data_is_not_its_quotes(capsys, tmp_path: Path, lite: dict[str, Any]) -> None:
+    """dstack's verifier rejects a blob whose report_data differs from its quote's; so do we, naming the field."""
+    quote = bytes.fromhex(lite["quote"])
+    report_data = bytearray.fromhex(lite["report_data"])
+    report_data[0] ^= 1
+    blob = attestation_blob(quote, json.loads(lite["event_log"]), bytes(report_data), lite["vm_config"])
+    path = write_json(tmp_path / "attestation.json", {"attestation": blob.hex()})
+    err = bad_input(capsys, "verify", path, "--offline")
+    assert "field attestation.report_data" in err and "differs from the quote's" in err
+    assert f"offset {blob.index(bytes(report_data))}" in err

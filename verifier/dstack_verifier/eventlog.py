@@ -109,6 +109,7 @@ class Attestation(BaseModel):
     event_log: list[Event]  # the stripped log: ACPI DATA events with digests, runtime events without
     runtime_events: list[Event]  # imr 3, V1, no digest: replay them to get RTMR3
     report_data: bytes
+    report_data_offset: int  # where report_data sits in the blob, for an error that names it
     config: str
 
 
@@ -434,12 +435,13 @@ def decode_attestation(blob: bytes, source: str) -> Attestation:
         payload = r.vec(f"{where}.payload", MAX_PAYLOAD_BYTES)
         # V0 attestations hold V1 events only (the version is not SCALE-encoded).
         runtime.append(Event(imr=3, event_type=RUNTIME_EVENT_TYPE, name=name, payload=payload))
+    report_data_offset = r.pos
     report_data = r.take(64, "attestation.report_data")
     config = r.text("attestation.config", MAX_CONFIG_BYTES)
     if r.remaining():
         raise r.fail(f"{r.remaining()} trailing bytes after the attestation", "attestation")
     return Attestation(quote=quote, event_log=event_log, runtime_events=runtime, report_data=report_data,
-                       config=config)
+                       report_data_offset=report_data_offset, config=config)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -724,11 +726,13 @@ def _sgx_skip(check_id: str, entity: Entity) -> Check:
 
 
 def check_replay(
-    events: Sequence[Event], quote: Quote, entity: Entity, *, registers: Sequence[int] = (0, 1, 2, 3)
+    events: Sequence[Event], quote: Quote, entity: Entity, *, registers: Sequence[int] = (0, 1, 2, 3),
+    narrowed_because: str = "",
 ) -> Check:
     """`eventlog.replay`: the log's digests replay to the quote's RTMRs (runtime digests recomputed).
 
-    `registers` narrows the comparison, e.g. to (3,) for a stripped attestation log that only holds RTMR3 events.
+    `registers` narrows the comparison, e.g. to (3,) for a stripped attestation log that only holds RTMR3 events;
+    `narrowed_because` then says why, in the summary.
     """
     if not registers:
         raise ValueError("check_replay needs at least one register to compare")
@@ -757,6 +761,7 @@ def check_replay(
         "registers": per_register,
         "mismatches": [f"rtmr{i}" for i in mismatches],
         "runtime_digests": "recomputed from (type, name, payload); digest fields of runtime events are not used",
+        "not_replayed": [f"rtmr{i}" for i in range(4) if i not in registers],
     }
     if mismatches:
         first = mismatches[0]
@@ -766,6 +771,8 @@ def check_replay(
         status = CheckStatus.FAIL
     else:
         summary = f"The event log ({len(events)} events) replays to {names} of the quote"
+        if narrowed_because:
+            summary += f"; {narrowed_because}"
         status = CheckStatus.PASS
     return Check(id="eventlog.replay", entity=entity, phase="hardware", status=status, anchor=Anchor.QUOTE,
                  summary=summary, details=details)
@@ -837,5 +844,53 @@ def check_rtmr3_payloads(events: Sequence[Event], quote: Quote, entity: Entity) 
                      anchor=Anchor.QUOTE, summary=problems[0] + more, details=details)
     summary = (f"All {len(rows)} RTMR3 runtime events are bound to their payloads: digests recomputed from "
                "(type, name, payload) replay to RTMR3 of the quote")
+    anomalies = sequence_anomalies(events)
+    details["anomalies"] = anomalies
+    if anomalies:
+        more = f" (+{len(anomalies) - 1} more)" if len(anomalies) > 1 else ""
+        return Check(id="eventlog.rtmr3_payloads", entity=entity, phase="hardware", status=CheckStatus.WARN,
+                     anchor=Anchor.QUOTE, summary=f"{summary}, but {anomalies[0]}{more}", details=details)
     return Check(id="eventlog.rtmr3_payloads", entity=entity, phase="hardware", status=CheckStatus.PASS,
                  anchor=Anchor.QUOTE, summary=summary, details=details)
+
+
+# What dstack's boot emits before system-ready (spec §6.2, with the names older images used), and which of them
+# state the app's identity: dstack-util emits those before boot-mr-done, once each (init-script-hash excepted).
+BOOT_EVENTS = frozenset({
+    "system-preparing", "app-id", "compose-hash", "init-script-hash", "gpu-policy-hash", "gpu-attestation",
+    "instance-id", "boot-mr-done", "os-image-hash", "key-provider", "storage-fs", "system-ready", "mr-kms",
+    "rootfs-hash",
+})
+_IDENTITY_EVENTS = ("app-id", "compose-hash", "instance-id", "init-script-hash", "gpu-policy-hash")
+
+
+def sequence_anomalies(events: Sequence[Event]) -> list[str]:
+    """What a genuine dstack boot would not have logged before system-ready: an identity event stated twice or after
+    boot-mr-done, a name dstack does not emit, or a boot without boot-mr-done / system-ready. The first value of a
+    field is still the one used (as dstack does); these say the log was added to from somewhere else, e.g. by
+    software in the CVM that can extend RTMR3."""
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    boot_done: int | None = None
+    for index, event in enumerate(events):
+        if event.imr != 3 or not event.is_runtime:
+            continue
+        name = event.name
+        if name == "system-ready":
+            break
+        if name == "boot-mr-done" and boot_done is None:
+            boot_done = index
+        elif name not in BOOT_EVENTS:
+            out.append(f"event {index} ({name[:60]!r}) is not one dstack's boot emits before system-ready")
+        elif name in _FIRST_ONLY and name in seen:
+            out.append(f"{name} is stated again at event {index}; the first, event {seen[name]}, is the one used")
+        elif name in _IDENTITY_EVENTS and boot_done is not None:
+            out.append(f"{name} (event {index}) comes after boot-mr-done (event {boot_done}), where dstack never "
+                       "emits it")
+        seen.setdefault(name, index)
+    else:
+        if any(e.imr == 3 for e in events):
+            out.append("the log has no system-ready event, so the app's own events cannot be told from the boot's")
+    if boot_done is None and any(e.imr == 3 for e in events):
+        out.append("the log has no boot-mr-done event")
+    return out

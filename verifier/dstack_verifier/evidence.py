@@ -24,7 +24,7 @@ from .jsontext import load_json
 from .model import REPORT_SCHEMA, InputFile
 from .quote.collateral import COLLATERAL_KEYS
 from .quote.structure import INTEL_QE_VENDOR_ID, TEE_SGX, TEE_TDX, Quote, parse_quote
-from .ratls import load_certificates
+from .ratls import load_certificates, quote_report_data
 
 RECORDING_SCHEMA = "dstack-inspector/network-recording/v1"
 MAX_EVIDENCE_BYTES = 32 * 1024 * 1024
@@ -44,6 +44,9 @@ class Evidence:
     vm_config: dict[str, Any] | None = None
     certificates: list[x509.Certificate] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # An attestation's log is stripped (dstack-measurement §7.3): of RTMR0-2 it keeps only the three ACPI events, so
+    # those registers cannot be replayed from it; they are recomputed and compared by value (the os checks).
+    log_stripped: bool = False
 
     def input_file(self, role: str = "") -> InputFile:
         return InputFile(
@@ -149,6 +152,10 @@ def _detect_json(data: bytes, name: str) -> Evidence:
     except UnicodeDecodeError as exc:
         raise InputError("JSON is not UTF-8", source=name, offset=exc.start) from None
     doc = load_json(text, name)
+    if _is_trust_center_result(doc):
+        raise InputError("a Phala Trust Center result (its DataObjects), which states what the Trust Center concluded "
+                         "but is not evidence in a form this tool re-verifies; give the app id (--app-id) or the "
+                         "quotes, event logs and VM configs it was made from", source=name)
     if isinstance(doc, list):
         return Evidence(name, "event-log", data, events=parse_event_log(doc, name, field="event_log"))
     if not isinstance(doc, dict):
@@ -180,11 +187,17 @@ def _detect_json(data: bytes, name: str) -> Evidence:
         if not isinstance(value, str):
             raise InputError("expected a hex string", source=name, field="attestation")
         att = decode_attestation(decode_hex_text(value.encode("utf-8", "surrogatepass"), name, "attestation"), name)
-        check_quote(att.quote, name, "attestation.quote")
+        quoted = quote_report_data(check_quote(att.quote, name, "attestation.quote"))
+        if att.report_data != quoted:
+            # dstack's verifier rejects such a blob: its report_data is what the stack claims the quote binds.
+            raise InputError(f"report_data {att.report_data.hex()[:16]}… differs from the quote's "
+                             f"{quoted.hex()[:16]}…", source=name, field="attestation.report_data",
+                             offset=att.report_data_offset)
         # The stripped log holds the ACPI events; the runtime events are what RTMR3 replays.
         events = [e for e in att.event_log if e.imr != 3] + list(att.runtime_events)
         return Evidence(name, "attestation", data, quote=att.quote, json=doc, events=events,
-                        vm_config=_vm_config(att.config, name), extra={"report_data": att.report_data.hex()})
+                        vm_config=_vm_config(att.config, name), extra={"report_data": att.report_data.hex()},
+                        log_stripped=True)
     if "account_uri" in doc and ("account_quote" in doc or "quoted_hist_keys" in doc):  # a gateway's acme-info
         return Evidence(name, "acme-info", data, json=doc)
     if "bootstrap_info" in doc or ("ca_cert" in doc and "k256_pubkey" in doc):  # the KMS's KMS.GetMeta answer
@@ -202,6 +215,14 @@ def _detect_json(data: bytes, name: str) -> Evidence:
     raise InputError(f"unrecognised JSON evidence (keys: {keys}); expected a GetQuote answer (`quote`), an "
                      "attestation (`attestation`), an app-compose, an event log, DCAP collateral, or a "
                      "dstack-inspector report", source=name)
+
+
+def _is_trust_center_result(doc: Any) -> bool:
+    """The Trust Center's VerificationResponse (`dataObjects`, ...) or its bare DataObject list (spec §1.13, §2.1):
+    told apart from an event log, whose entries have no `id` and `fields`."""
+    objects = doc.get("dataObjects") if isinstance(doc, dict) else doc
+    return (isinstance(objects, list) and bool(objects)
+            and all(isinstance(o, dict) and "id" in o and isinstance(o.get("fields"), dict) for o in objects))
 
 
 def _vm_config(value: Any, source: str) -> dict[str, Any] | None:
