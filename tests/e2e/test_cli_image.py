@@ -20,13 +20,16 @@ from typing import Any
 import pytest
 from dstack_inspector.cli import main
 from dstack_verifier.eventlog import Event
+from dstack_verifier.measure.acpi_tool import synthesize
 from dstack_verifier.measure.full import measure_image
 from dstack_verifier.measure.image import ImageFolder
 from dstack_verifier.measure.model import Measurement
-from dstack_verifier.synth import make_evidence
+from dstack_verifier.synth import SynthEvidence, make_evidence
 from dstack_verifier.synth.image import build_image_folder, write_manifest
 
+from tests.support.acpi import ACPI_TABLES, printing_acpi_tool
 from tests.support.fixtures import fixture_path
+from tests.support.rpc_node import RpcNode
 from tests.verifier.test_measure_kernel import ref_extend, ref_rtmr1, ref_rtmr2
 from tests.verifier.test_measure_tdvf import plain_mrtd
 
@@ -58,9 +61,12 @@ def runtime_digest(name: str, payload: bytes) -> bytes:
 
 
 def acpi_events() -> list[Event]:
-    """The 3 labelled "ACPI DATA" events, with digests standing for the tables QEMU would have built."""
-    return [Event(imr=0, event_type=0xA, name=name, payload=b"ACPI DATA",
-                  digest=hashlib.sha384(f"synthetic {name}".encode()).digest()) for name in ACPI_NAMES]
+    """The 3 labelled "ACPI DATA" events, with the digests of the tables the stand-in dstack-acpi-tables prints and
+    of the RSDP and loader made for them."""
+    made = synthesize(ACPI_TABLES)
+    blobs = {"acpi-loader": made.loader, "acpi-rsdp": made.rsdp, "acpi-tables": ACPI_TABLES}
+    return [Event(imr=0, event_type=0xA, name=name, payload=b"ACPI DATA", digest=hashlib.sha384(blobs[name]).digest())
+            for name in ACPI_NAMES]
 
 
 def firmware_log(measurement: Measurement) -> list[dict[str, Any]]:
@@ -100,10 +106,25 @@ class Scenario:
     root: Path
     vm_config: dict[str, Any]
     expected: Measurement
+    acpi_tool: Path  # prints the tables whose digests the log carries, as dstack-acpi-tables would
 
     def verify_args(self, *extra: object) -> list[str]:
         return ["verify", str(self.getquote), "--collateral", str(self.collateral), "--root-ca", str(self.root),
-                "--at", str(SYNTH_NOW), *map(str, extra)]
+                "--at", str(SYNTH_NOW), "--acpi-tool", str(self.acpi_tool), *map(str, extra)]
+
+
+def write_boot(path: Path, expected: Measurement, vm_config: dict[str, Any],
+               runtime: list[tuple[str, bytes]]) -> tuple[Path, SynthEvidence]:
+    """A GetQuote answer for a boot of the image: its firmware log, these runtime events, a quote signed over them."""
+    events = firmware_log(expected) + [{"imr": 3, "event_type": RUNTIME, "digest": "", "event": name,
+                                        "event_payload": payload.hex()} for name, payload in runtime]
+    rtmr3 = ref_extend([runtime_digest(name, payload) for name, payload in runtime])
+    ev = make_evidence(seed="image-e2e", now=SYNTH_NOW, report={
+        "mr_td": expected.mrtd, "rt_mr0": expected.rtmr0, "rt_mr1": expected.rtmr1, "rt_mr2": expected.rtmr2,
+        "rt_mr3": rtmr3})
+    path.write_text(json.dumps({"quote": ev.quote.hex(), "event_log": json.dumps(events),
+                                "vm_config": json.dumps(vm_config)}))
+    return path, ev
 
 
 @pytest.fixture(scope="module")
@@ -124,22 +145,13 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     assert expected.rtmr1 == ref_extend(ref_rtmr1(kernel, len(initrd), 2 * GiB))
     assert expected.rtmr2 == ref_extend(ref_rtmr2(folder.metadata.cmdline, initrd))
 
-    runtime = runtime_log(folder.os_image_hash)
-    events = firmware_log(expected) + [{"imr": 3, "event_type": RUNTIME, "digest": "", "event": name,
-                                        "event_payload": payload.hex()} for name, payload in runtime]
-    rtmr3 = ref_extend([runtime_digest(name, payload) for name, payload in runtime])
-    ev = make_evidence(seed="image-e2e", now=SYNTH_NOW, report={
-        "mr_td": expected.mrtd, "rt_mr0": expected.rtmr0, "rt_mr1": expected.rtmr1, "rt_mr2": expected.rtmr2,
-        "rt_mr3": rtmr3})
-    getquote = work / "getquote.json"
-    getquote.write_text(json.dumps({"quote": ev.quote.hex(), "event_log": json.dumps(events),
-                                    "vm_config": json.dumps(vm_config)}))
+    getquote, ev = write_boot(work / "getquote.json", expected, vm_config, runtime_log(folder.os_image_hash))
     collateral = work / "collateral.json"
     collateral.write_text(json.dumps(ev.collateral))
     root = work / "root.der"
     root.write_bytes(ev.root_ca_der)
     return Scenario(image=image, getquote=getquote, collateral=collateral, root=root, vm_config=vm_config,
-                    expected=expected)
+                    expected=expected, acpi_tool=printing_acpi_tool(work))
 
 
 def copy_image(scenario: Scenario, tmp_path: Path) -> Path:
@@ -188,15 +200,54 @@ def test_verify_with_the_image_passes(capsys: pytest.CaptureFixture[str], scenar
     image_hash = scenario.vm_config["os_image_hash"]
     assert image_hash in checks["os.image_hash"]["summary"]
     assert "os-image-hash RTMR3 event and vm_config.os_image_hash" in checks["os.image_hash"]["summary"]
-    assert "ACPI" in checks["os.rtmr0"]["summary"] and "taken from the event log" in checks["os.rtmr0"]["summary"]
-    assert checks["os.rtmr0"]["details"]["taken_from_event_log"] == [
-        "ACPI loader commands (etc/table-loader)", "ACPI RSDP", "ACPI tables"]
+    assert checks["os.rtmr0"]["details"]["taken_from_event_log"] == []  # the ACPI tables were recomputed
     assert checks["os.mrtd"]["details"]["variant"] == "single_pass"
     measured = report["entities"]["app"]["measurement"]
     for register in ("mrtd", "rtmr0", "rtmr1", "rtmr2"):
         assert measured[register] == scenario.expected.value(register).hex()
-    assert measured["acpi_source"] == "event-log-only" and measured["inputs"]["os_image_hash"] == image_hash
+    assert measured["acpi_source"] == "acpi-tool" and measured["inputs"]["os_image_hash"] == image_hash
     assert "os" in report["timings"]
+
+
+def test_without_the_acpi_tool_rtmr0_warns(capsys: pytest.CaptureFixture[str], scenario: Scenario,
+                                           tmp_path: Path) -> None:
+    """A legacy boot's ACPI tables are the host's: dstack's verifier recomputes them. Without dstack-acpi-tables we
+    can only take their digests from the log, so RTMR0 agreeing with the quote proves less, and says so."""
+    code, report = verify(capsys, scenario, "--image-dir", scenario.image, "--acpi-tool", tmp_path / "nowhere")
+    checks = checks_of(report)
+    assert statuses(report, OS_CHECKS) == {**dict.fromkeys(OS_CHECKS, "pass"), "os.rtmr0": "warn"}
+    assert report["verdict"] == "pass" and code == 0  # a warning is a finding, not a failure
+    rtmr0 = checks["os.rtmr0"]
+    assert "ACPI tables, which the host makes, were not recomputed" in rtmr0["summary"]
+    assert "install dstack-acpi-tables" in rtmr0["summary"]
+    assert rtmr0["details"]["taken_from_event_log"] == [
+        "ACPI loader commands (etc/table-loader)", "ACPI RSDP", "ACPI tables"]
+    assert "not found at" in rtmr0["details"]["acpi_note"]
+
+
+def test_the_onchain_check_asks_about_the_verified_image(capsys: pytest.CaptureFixture[str], scenario: Scenario,
+                                                          tmp_path: Path) -> None:
+    """A boot without the os-image-hash event (a KMS's) is still asked about: the on-chain check takes the image hash
+    os.image_hash verified, as dstack's boot_info takes the verified vm_config's."""
+    runtime = [(name, payload) for name, payload in runtime_log(bytes(32)) if name != "os-image-hash"]
+    getquote, _ = write_boot(tmp_path / "getquote.json", scenario.expected, scenario.vm_config, runtime)
+    app_id = dict(runtime)["app-id"].hex()
+    kms_contract = "0x" + "4b" * 20
+    with RpcNode(chain_id=8453, head=31_000_000) as node:
+        node.add_app(app_id, compose_hashes=[dict(runtime)["compose-hash"].hex()])
+        kms = node.add_kms(kms_contract)
+        kms.register_app(app_id)
+        kms.os_images[bytes.fromhex(scenario.vm_config["os_image_hash"])] = 0
+        code = main(["verify", str(getquote), "--collateral", str(scenario.collateral), "--root-ca",
+                     str(scenario.root), "--at", str(SYNTH_NOW), "--acpi-tool", str(scenario.acpi_tool),
+                     "--image-dir", str(scenario.image), "--kms-contract", kms_contract, "--rpc-url", node.url,
+                     "--json"])
+    out, err = capsys.readouterr()
+    checks = checks_of(json.loads(out))
+    assert checks["os.image_hash"]["status"] == "pass", checks["os.image_hash"]["summary"]
+    onchain = checks["source.onchain_registry"]
+    assert onchain["status"] == "pass" and code == 0, (onchain["summary"], err)
+    assert f"OS image 0x{scenario.vm_config['os_image_hash'][:8]}… in allowedOsImages" in onchain["details"]["passed"]
 
 
 def test_measure_prints_the_same_registers(capsys: pytest.CaptureFixture[str], scenario: Scenario) -> None:
@@ -320,7 +371,8 @@ def test_no_image_offline_skips_with_the_reason(capsys: pytest.CaptureFixture[st
 def test_second_run_uses_the_cached_file_hashes(capsys: pytest.CaptureFixture[str], scenario: Scenario,
                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache" / "image-hashes"
-    code, first = verify(capsys, scenario, "--image-dir", scenario.image)
+    no_tool = ("--acpi-tool", tmp_path / "nowhere")
+    code, first = verify(capsys, scenario, "--image-dir", scenario.image, *no_tool)
     assert code == 0
     entries = list(cache.glob("*.json"))
     assert len(entries) == 1
@@ -334,8 +386,8 @@ def test_second_run_uses_the_cached_file_hashes(capsys: pytest.CaptureFixture[st
         raise AssertionError("the image was hashed again")
 
     monkeypatch.setattr("dstack_verifier.measure.full.hash_image", no_hashing)
-    code, second = verify(capsys, scenario, "--image-dir", scenario.image)
-    assert code == 0 and statuses(second, OS_CHECKS) == dict.fromkeys(OS_CHECKS, "pass")
+    code, second = verify(capsys, scenario, "--image-dir", scenario.image, *no_tool)
+    assert code == 0 and statuses(second, OS_CHECKS) == {**dict.fromkeys(OS_CHECKS, "pass"), "os.rtmr0": "warn"}
     assert second["entities"]["app"]["measurement"] == first["entities"]["app"]["measurement"]
     assert "os" in first["timings"] and "os" in second["timings"]
 

@@ -29,14 +29,16 @@ from dstack_verifier.errors import InputError
 from dstack_verifier.measure.cbor import decode_cbor
 from dstack_verifier.measure.lite import decode_measurement_document
 from dstack_verifier.model import CheckStatus, Verdict
+from dstack_verifier.net import NetClient
 from dstack_verifier.quote.structure import parse_quote
 from dstack_verifier.ratls import acme_report_data, decode_ratls, quote_report_data, spki_der
 from dstack_verifier.resources import resource_path
 from dstack_verifier.sources.cloud import parse_cloud_answer
 from dstack_verifier.sources.gateway import parse_acme_info
-from dstack_verifier.verification import OS_CHECKS, load_anchor, verify_evidence
+from dstack_verifier.verification import OS_CHECKS, OnchainOptions, load_anchor, verify_evidence
 
 from tests.support.fixtures import fixture_path
+from tests.support.rpc_node import RpcNode
 
 ROOT = Path(__file__).resolve().parents[2]
 MAKE_DEMO = ROOT / "packaging" / "make_demo.py"
@@ -361,3 +363,26 @@ def test_the_verifier_does_not_import_qt():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_the_kms_is_asked_about_its_os_image(allowed: bool) -> None:
+    """The KMS's on-chain check asks its own contract's allowedOsImages about the image its os.image_hash verified;
+    an image the contract does not list fails it, naming the hash."""
+    demo = load_demo()
+    deployment = json.loads(resource_path("demo", "demo.json").read_text())["deployment"]
+    image = deployment["os_image_hash"]
+    kms_contract = "0x" + "4b" * 20
+    with RpcNode(chain_id=8453, head=31_000_000) as node, NetClient(retries=0, timeout=5) as client:
+        kms = node.add_kms(kms_contract)
+        if allowed:
+            kms.os_images[bytes.fromhex(image)] = 0
+        options = demo.options(offline=False, onchain=OnchainOptions(kms_contract=kms_contract, rpc_url=node.url))
+        report = verify_evidence(demo.items, options, client=client)
+    found = {(c.entity, c.id): c for c in report.checks}
+    assert found[("kms", "os.image_hash")].status is CheckStatus.PASS
+    onchain = found[("kms", "source.onchain_registry")]
+    if allowed:
+        assert f"OS image hash 0x{image[:8]}… in allowedOsImages" in onchain.details["passed"]
+    else:
+        assert f"OS image hash 0x{image} is not in allowedOsImages of DstackKms" in onchain.details["failures"][0]

@@ -37,7 +37,7 @@ from dstack_verifier.eventlog import (
     v2_preimages,
 )
 from dstack_verifier.jsontext import MAX_JSON_DEPTH, json_too_deep
-from dstack_verifier.model import CheckStatus
+from dstack_verifier.model import Check, CheckStatus
 from dstack_verifier.quote.structure import Quote, parse_quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -857,3 +857,53 @@ def test_fuzz_decode_attestation_mutations(lite_blob: bytes, data: st.DataObject
     except InputError:
         return
     assert isinstance(att, Attestation)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The order of dstack's boot events
+
+
+def boot(*names: str) -> list[Event]:
+    return [runtime(name, bytes(20) if name in ("app-id", "instance-id") else b"") for name in names]
+
+
+GENUINE_BOOT = ("system-preparing", "app-id", "compose-hash", "instance-id", "boot-mr-done", "os-image-hash",
+                "key-provider", "storage-fs", "system-ready")
+
+
+def payloads_check(events: list[Event]) -> Check:
+    _, quote, _ = lite()
+    return check_rtmr3_payloads(events, quote_with(quote, "rtmr3", replay(events)[3]), "app")
+
+
+def test_genuine_boots_have_no_anomalies() -> None:
+    _, quote, events = lite()
+    check = check_rtmr3_payloads(events, quote, "app")
+    assert check.status is CheckStatus.PASS and check.details["anomalies"] == []
+    for name in ("app", "kms", "gateway"):
+        _, quote, events = dataset(name)
+        assert check_rtmr3_payloads(events, quote, name).details["anomalies"] == []  # type: ignore[arg-type]
+    # The app's own events after system-ready are part of RTMR3 but not of the boot.
+    check = payloads_check([*boot(*GENUINE_BOOT), runtime("LIUM_MINER_HOTKEY", b"5F"), runtime("compose-hash")])
+    assert check.status is CheckStatus.PASS and check.details["anomalies"] == []
+
+
+@pytest.mark.parametrize(("names", "words"), [
+    (("system-preparing", "app-id", "compose-hash", "compose-hash", "instance-id", "boot-mr-done", "system-ready"),
+     "compose-hash is stated again at event 3; the first, event 2, is the one used"),
+    (("system-preparing", "compose-hash", "instance-id", "boot-mr-done", "app-id", "system-ready"),
+     "app-id (event 4) comes after boot-mr-done (event 3), where dstack never emits it"),
+    (("system-preparing", "app-id", "compose-hash", "instance-id", "boot-mr-done", "my-event", "system-ready"),
+     "event 5 ('my-event') is not one dstack's boot emits before system-ready"),
+    (("system-preparing", "app-id", "compose-hash", "instance-id", "boot-mr-done", "key-provider"),
+     "the log has no system-ready event, so the app's own events cannot be told from the boot's"),
+    (("system-preparing", "app-id", "compose-hash", "instance-id", "system-ready"),
+     "the log has no boot-mr-done event"),
+])
+def test_an_unusual_boot_sequence_warns(names: tuple[str, ...], words: str) -> None:
+    """The digests still bind every payload and the first value is still the one used, but a reviewer is told the
+    log holds what dstack's boot does not write."""
+    check = payloads_check(boot(*names))
+    assert check.status is CheckStatus.WARN
+    assert check.details["anomalies"] == [words]
+    assert check.summary.endswith(f", but {words}")

@@ -13,7 +13,6 @@ import copy
 import hashlib
 import json
 import struct
-import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -51,6 +50,7 @@ from dstack_verifier.quote.structure import parse_quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.acpi import ACPI_TABLES, RSDT_AT, acpi_table, fake_acpi_tool, posix_only
 from tests.support.fixtures import fixture_path
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -512,27 +512,8 @@ def test_cbor_fuzz_mutated_document(patches: list[tuple[int, int]]) -> None:
 # dstack-acpi-tables
 
 
-def _table(signature: bytes, length: int) -> bytes:
-    return signature + struct.pack("<I", length) + bytes(length - 8)
-
-
-TABLES = b"".join(_table(s, n) for s, n in [(b"FACS", 64), (b"DSDT", 200), (b"FACP", 244), (b"APIC", 120),
-                                            (b"MCFG", 60), (b"WAET", 40), (b"RSDT", 52)])
-RSDT_AT = 64 + 200 + 244 + 120 + 60 + 40
-
-
-def _fake_tool(directory: Path, body: str) -> Path:
-    tool = directory / TOOL_NAME
-    tool.write_text(f"#!{sys.executable}\nimport os, sys, json, time\n{body}\n")
-    tool.chmod(0o755)
-    return tool
-
-
-posix_only = pytest.mark.skipif(sys.platform == "win32", reason="the fake tool is a POSIX script")
-
-
 def test_synthesized_rsdp_and_loader() -> None:
-    tables = synthesize(TABLES)
+    tables = synthesize(ACPI_TABLES)
     assert tables.rsdp == b"RSD PTR \0BOCHS \0" + struct.pack("<I", RSDT_AT)
     assert len(tables.loader) == 4096
     commands = [tables.loader[i:i + 128] for i in range(0, 4096, 128)]
@@ -546,9 +527,9 @@ def test_synthesized_rsdp_and_loader() -> None:
 
 
 @pytest.mark.parametrize(("blob", "words"), [
-    (TABLES[:-10], "length"),
-    (TABLES + b"XSDT", "too few"),
-    (_table(b"DSDT", 40), "no FACP"),
+    (ACPI_TABLES[:-10], "length"),
+    (ACPI_TABLES + b"XSDT", "too few"),
+    (acpi_table(b"DSDT", 40), "no FACP"),
     (b"DSDT" + struct.pack("<I", 0), "length 0"),
 ])
 def test_malformed_tables(blob: bytes, words: str) -> None:
@@ -578,17 +559,17 @@ def test_arguments_for_the_fixture_vm() -> None:
 
 @posix_only
 def test_tool_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "tables.bin").write_bytes(TABLES)
+    (tmp_path / "tables.bin").write_bytes(ACPI_TABLES)
     record = tmp_path / "call.json"
-    _fake_tool(tmp_path, f"json.dump({{'args': sys.argv[1:], 'compat': os.environ.get('QEMU_ACPI_COMPAT_VER')}}, "
+    fake_acpi_tool(tmp_path, f"json.dump({{'args': sys.argv[1:], 'compat': os.environ.get('QEMU_ACPI_COMPAT_VER')}}, "
                          f"open({str(record)!r}, 'w'))\n"
                          f"sys.stdout.buffer.write(open({str(tmp_path / 'tables.bin')!r}, 'rb').read())")
     monkeypatch.setenv("PATH", str(tmp_path))
     assert find_acpi_tool() == tmp_path / TOOL_NAME
     acpi = select_acpi(vm_config(), events(), firmware="ovmf.fd", kernel="bzImage")
     assert acpi.source == "acpi-tool"
-    assert acpi.tables == hashlib.sha384(TABLES).digest()
-    assert acpi.rsdp == hashlib.sha384(synthesize(TABLES).rsdp).digest()
+    assert acpi.tables == hashlib.sha384(ACPI_TABLES).digest()
+    assert acpi.rsdp == hashlib.sha384(synthesize(ACPI_TABLES).rsdp).digest()
     call = json.loads(record.read_text())
     assert call["compat"] == "8.2.2" and call["args"] == qemu_arguments(vm_config(), firmware="ovmf.fd",
                                                                          kernel="bzImage")
@@ -611,7 +592,7 @@ def test_tool_absent_falls_back_to_the_log(tmp_path: Path, monkeypatch: pytest.M
 
 @posix_only
 def test_tool_without_image_files_falls_back(tmp_path: Path) -> None:
-    tool = _fake_tool(tmp_path, "sys.exit(3)")
+    tool = fake_acpi_tool(tmp_path, "sys.exit(3)")
     acpi = select_acpi(vm_config(), events(), tool=tool)
     assert acpi.source == "event-log-only" and "ovmf.fd and bzImage" in acpi.note
 
@@ -624,7 +605,7 @@ def test_tool_without_image_files_falls_back(tmp_path: Path) -> None:
     ("sys.stdout.write('RSDT')", "too few"),
 ])
 def test_tool_failures(tmp_path: Path, body: str, words: str) -> None:
-    tool = _fake_tool(tmp_path, body)
+    tool = fake_acpi_tool(tmp_path, body)
     with pytest.raises(InputError) as info:
         run_acpi_tool(tool, vm_config(), firmware="f", kernel="k", timeout=1.0)
     assert words in info.value.message

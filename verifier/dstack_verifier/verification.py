@@ -129,6 +129,7 @@ class EntityEvidence:
     quote: Evidence
     events: list[Event] | None
     events_source: str | None
+    events_stripped: bool  # an attestation's stripped log: RTMR3 replays from it, RTMR0-2 do not
     compose: Evidence | None
     certificates: list[x509.Certificate]
     vm_config: dict[str, Any] | None
@@ -162,6 +163,7 @@ def assemble(items: list[Evidence], entity: Entity = "app") -> EntityEvidence:
         quote=quote,
         events=events,
         events_source=events_source,
+        events_stripped=log is None and quote.log_stripped,
         compose=_one(items, "app-compose", "app-compose files"),
         certificates=certificates,
         vm_config=quote.vm_config,
@@ -227,6 +229,7 @@ class _SourceState:
     measurement: dict[str, Any] | None = None  # the expected registers and events, for the report
     # Checks whose input was not given: not required unless the user named their phase.
     absent: set[str] = field(default_factory=set)
+    verified_os_image_hash: bytes | None = None  # from an os.image_hash that held
 
 
 def _eventlog_checks(ev: EntityEvidence, quote: Quote, state: _SourceState) -> list[Check]:
@@ -235,7 +238,11 @@ def _eventlog_checks(ev: EntityEvidence, quote: Quote, state: _SourceState) -> l
         reason = "no event log given (a GetQuote or attestation JSON, or an event log file, carries one)"
         return [_skip("eventlog.replay", ev.entity, "hardware", reason),
                 _skip("eventlog.rtmr3_payloads", ev.entity, "hardware", reason)]
-    replay = check_replay(ev.events, quote, ev.entity)
+    if ev.events_stripped:
+        replay = check_replay(ev.events, quote, ev.entity, registers=(3,), narrowed_because=(
+            "an attestation's log is stripped of most RTMR0-2 events, so the os checks recompute those registers"))
+    else:
+        replay = check_replay(ev.events, quote, ev.entity)
     payloads = check_rtmr3_payloads(ev.events, quote, ev.entity)
     if payloads.status is CheckStatus.PASS:
         # App info comes from the RTMR3 events only once they are bound to the quote.
@@ -243,8 +250,8 @@ def _eventlog_checks(ev: EntityEvidence, quote: Quote, state: _SourceState) -> l
     return [replay, payloads]
 
 
-def _source_checks(ev: EntityEvidence, quote: Quote, hw: HardwareResult, state: _SourceState,
-                   options: VerifyOptions, client: NetClient | None, reader: OnchainReader | None) -> list[Check]:
+def _source_checks(ev: EntityEvidence, quote: Quote, hw: HardwareResult, state: _SourceState) -> list[Check]:
+    """The compose hash and mr_config_id (the on-chain check comes after the OS checks: it asks about their image)."""
     info = state.app_info
     if info is not None and quote.is_tdx:
         state.derived = derived_values(quote, info, hw.pck.ppid if hw.pck else None)
@@ -258,9 +265,7 @@ def _source_checks(ev: EntityEvidence, quote: Quote, hw: HardwareResult, state: 
         state.absent.add("source.compose_hash")
     if info is None:
         state.absent.add("source.mr_config_id")
-    checks = [compose, check_mr_config_id(quote, info, ev.entity),
-              _onchain(ev, info, state, options, client, reader)]
-    return checks
+    return [compose, check_mr_config_id(quote, info, ev.entity)]
 
 
 def _onchain(ev: EntityEvidence, info: AppInfo | None, state: _SourceState, options: VerifyOptions,
@@ -278,7 +283,9 @@ def _onchain(ev: EntityEvidence, info: AppInfo | None, state: _SourceState, opti
     if reader is None:
         reader = OnchainReader(_net(ev.recording, client), cfg.chain, rpc_url=cfg.rpc_url)
     app_contract = cfg.app_contract or (("0x" + info.app_id.hex()) if info and info.app_id else None)
-    os_image = info.os_image_hash if info and info.os_image_hash else None
+    # The KMS asks about the OS image the verifier checked (dstack's boot_info takes the verified vm_config's), and
+    # only a KMS boot has no os-image-hash event; else the hardware-measured event, bound by the RTMR3 replay.
+    os_image = state.verified_os_image_hash or (info.os_image_hash if info and info.os_image_hash else None)
     return check_onchain_registry(
         reader,
         ev.entity,
@@ -309,18 +316,25 @@ def _os_checks(ev: EntityEvidence, quote: Quote, state: _SourceState, options: V
         reason = "no VM config given (a GetQuote or attestation JSON carries it): the OS image is unknown"
         return [_skip(check_id, ev.entity, "os", reason) for check_id in OS_CHECKS]
     measured = state.app_info.os_image_hash if state.app_info else None
-    if "tdx_measurement" in vm:
-        image_check = check_image_hash_lite(vm, measured, ev.entity)
+    logged = None if ev.events_stripped else ev.events  # a stripped log has no RTMR0-2 events to compare one by one
+    # The boot's variant picks the path, as in dstack's verifier: the lite material rides along on legacy boots too,
+    # and a legacy boot verified the lite way would accept its host-made ACPI tables unchecked.
+    variant = vm.get("tdx_attestation_variant") or "legacy"
+    if variant not in ("legacy", "lite"):
+        return _failed_os(ev.entity, f"vm_config.tdx_attestation_variant {str(variant)[:40]!r} is neither legacy "
+                                     "nor lite, so the OS image cannot be checked")
+    if variant == "lite":
+        image_check = _noted_image(state, check_image_hash_lite(vm, measured, ev.entity))
         try:
             measurement = measure_lite(vm, ev.events or [])
         except InputError as exc:
             return [image_check, *_failed_measurement(ev.entity, f"the TDX-lite measurement failed: {exc.describe()}")]
         state.measurement = measurement.to_json()
-        return [image_check, *check_registers(measurement, quote, ev.events, ev.entity, "")]
+        return [image_check, *check_registers(measurement, quote, logged, ev.entity, "")]
     folder, reason = _image_folder(vm, options, client)
-    image_check = check_image_hash(folder, vm, measured, ev.entity, reason)
+    image_check = _noted_image(state, check_image_hash(folder, vm, measured, ev.entity, reason))
     if folder is None:
-        return [image_check, *check_registers(None, quote, ev.events, ev.entity, reason)]
+        return [image_check, *check_registers(None, quote, logged, ev.entity, reason)]
     # The caches are keyed by os_image_hash = sha256(sha256sum.txt): only a folder whose files match its manifest
     # may read or fill them, or a changed file would be measured as the image it claims to be (and poison the entry).
     files_ok = all(f.get("ok") for f in image_check.details.get("files", []))
@@ -329,7 +343,19 @@ def _os_checks(ev: EntityEvidence, quote: Quote, state: _SourceState, options: V
     except InputError as exc:
         return [image_check, *_failed_measurement(ev.entity, f"the image could not be measured: {exc.describe()}")]
     state.measurement = measurement.to_json()
-    return [image_check, *check_registers(measurement, quote, ev.events, ev.entity, "")]
+    return [image_check, *check_registers(measurement, quote, logged, ev.entity, "")]
+
+
+def _noted_image(state: _SourceState, check: Check) -> Check:
+    """Keep the OS image hash of an os.image_hash that held, for the on-chain check to ask about."""
+    if check.status in (CheckStatus.PASS, CheckStatus.WARN) and check.details.get("os_image_hash"):
+        state.verified_os_image_hash = bytes.fromhex(check.details["os_image_hash"])
+    return check
+
+
+def _failed_os(entity: Entity, reason: str) -> list[Check]:
+    return [Check(id=OS_CHECKS[0], entity=entity, phase="os", status=CheckStatus.FAIL, anchor=Anchor.NONE,
+                  summary=reason, details={"reason": reason}), *_failed_measurement(entity, reason)]
 
 
 def _failed_measurement(entity: Entity, reason: str) -> list[Check]:
@@ -1016,15 +1042,20 @@ def _verify_entity(
         t3 = time.perf_counter()
         recorder_before = len(client.recorder) if client is not None else 0
         progress.step(f"{entity}: source")
-        checks += _source_checks(ev, hw.quote, hw, state, options, client, onchain_reader)
+        source_checks = _source_checks(ev, hw.quote, hw, state)
         timings["source"] = time.perf_counter() - t3
         t4 = time.perf_counter()
         progress.step(f"{entity}: os")
         if "os" in options.phases:  # measuring an image is costly: not done for a phase nobody asked for
-            checks += _os_checks(ev, hw.quote, state, options, client)
+            os_checks = _os_checks(ev, hw.quote, state, options, client)
         else:
-            checks += [_skip(check_id, ev.entity, "os", "phase os not selected") for check_id in OS_CHECKS]
+            os_checks = [_skip(check_id, ev.entity, "os", "phase os not selected") for check_id in OS_CHECKS]
         timings["os"] = time.perf_counter() - t4
+        t3 = time.perf_counter()
+        progress.step(f"{entity}: on-chain")
+        source_checks.append(_onchain(ev, state.app_info, state, options, client, onchain_reader))
+        timings["source"] += time.perf_counter() - t3
+        checks += source_checks + os_checks
         gpu = _gpu_check(ev, items, options, client, state)
         if gpu is not None:
             checks.append(gpu)

@@ -818,10 +818,10 @@ class MainWindow(QMainWindow):
         if report.verdict is Verdict.PASS:
             warns, skips = counts[CheckStatus.WARN], counts[CheckStatus.SKIP]
             ran = total - skips
-            headline = f"All {ran} checks that apply passed" if not warns else \
+            headline = f"All {ran} checks that ran passed" if not warns else \
                 f"Passed with {warns} warning{'s' if warns != 1 else ''} ({ran} checks)"
-            if skips:
-                headline += f"; {skips} not applicable"
+            if skips:  # not "not applicable": a skipped check proved nothing, e.g. governance with no contract given
+                headline += f"; {skips} skipped, so not checked (the Checks tab says why)"
         elif report.verdict is Verdict.FAIL:
             n = counts[CheckStatus.FAIL]
             headline = f"{n} of {total} checks failed"
