@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -260,6 +261,11 @@ def _print_human(report, out) -> None:  # type: ignore[no-untyped-def]
     anchor = report.policy.get("trust_anchor", {})
     root = "Intel SGX Root CA" if anchor.get("intel") else f"caller-supplied root {anchor.get('subject', '?')}"
     print(f"verdict: {report.verdict.value.upper()}   at {when}   trust anchor: {root}", file=out)
+    from dstack_verifier.sources.trust_center import claims_line
+
+    claimed = claims_line(report.entities)
+    if claimed:  # a Trust Center result re-verified: what it said, beside what we found
+        print(f"  (re-verified: {claimed})", file=out)
     for c in report.checks:
         print(f"  {marks[c.status]}  {c.entity:<7} {c.id:<34} {c.summary}", file=out)
     tcb = report.entities.get("app", {}).get("tcb", {})
@@ -383,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         print("dstack-inspector: interrupted", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say, and no one to say it to
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_INCOMPLETE
     except Exception as exc:  # the contract: one line, never a traceback (set DSTACK_INSPECTOR_DEBUG for one)
         if os.environ.get("DSTACK_INSPECTOR_DEBUG"):

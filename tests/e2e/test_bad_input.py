@@ -530,15 +530,14 @@ print(json.dumps(results))
 """
 
 
-def test_a_trust_center_result_is_named_as_such(capsys, tmp_path: Path) -> None:
-    """The Trust Center's output (its DataObject list, or the VerificationResponse around it) is told apart from an
-    event log (also a JSON list), and refused saying what it is and what to give instead."""
+def test_a_malformed_trust_center_result_is_one_line(capsys, tmp_path: Path) -> None:
+    """A Trust Center result (its DataObject list, or the VerificationResponse around it) is told apart from an
+    event log (also a JSON list); a malformed one is refused naming the object and field."""
     objects = json.loads(fixture_path("trust-center", "debug-data-1.dataObjects.json").read_text())
-    response = {"dataObjects": objects, "completedAt": "2025-08-20T10:00:00Z", "errors": [], "failures": [],
-                "success": True}
-    for name, doc in (("objects.json", objects), ("response.json", response)):
+    app_main = next(o for o in objects if o["id"] == "app-main")
+    app_main["fields"]["intel_attestation_report"] = "0x" + "04" * 40  # a quote cut short
+    for name, doc in (("objects.json", objects), ("response.json", {"dataObjects": objects, "success": True})):
         err = bad_input(capsys, write(tmp_path, name, json.dumps(doc)))
-        assert "a Phala Trust Center result (its DataObjects)" in err and "--app-id" in err
-    # An event log still reads as one.
+        assert "field app-main.fields.intel_attestation_report" in err, err
     assert detect(json.dumps([{"imr": 0, "event_type": 1, "digest": "00" * 48, "event": "", "event_payload": ""}])
                   .encode(), "log.json").kind == "event-log"

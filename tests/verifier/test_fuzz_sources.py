@@ -21,6 +21,7 @@ from dstack_verifier.report.pack import read_pack
 from dstack_verifier.sources.agent import parse_info
 from dstack_verifier.sources.cloud import parse_cloud_answer
 from dstack_verifier.sources.gateway import parse_acme_info
+from dstack_verifier.sources.trust_center import parse_trust_center_result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,9 +38,16 @@ JSON_VALUES = st.recursive(
 
 @cache
 def demo_docs() -> dict[str, Any]:
+    from dstack_verifier.verification import verify_evidence
+
     demo = load_demo()
-    return {e.kind: json.loads(e.data) for e in demo.items if e.kind in ("cloud-attestations", "acme-info",
+    docs = {e.kind: json.loads(e.data) for e in demo.items if e.kind in ("cloud-attestations", "acme-info",
                                                                           "agent-info")}
+    # A Trust Center result: the demo's DataObjects (the Trust Center's layout) in a VerificationResponse.
+    objects = verify_evidence(demo.items, demo.options()).data_objects
+    docs["trust-center-result"] = {"dataObjects": [o.model_dump(mode="json", exclude_none=True) for o in objects],
+                                   "success": True, "errors": [], "failures": []}
+    return docs
 
 
 def gpu_doc() -> dict[str, Any]:
@@ -52,6 +60,7 @@ PARSERS = {
     "acme-info": lambda data: parse_acme_info(data, "acme-info.json"),
     "agent-info": lambda data: parse_info(data, "info.json"),
     "gpu": lambda data: parse_gpu_evidence(data, "gpu.json"),
+    "trust-center-result": lambda data: parse_trust_center_result(data, "trust-center.json"),
 }
 
 

@@ -7,17 +7,15 @@ verification can make:
     key and the KMS quote binds it (``binding.report_data`` of the KMS passed), that very key.
 ``source.gateway_app_id`` (gateway)
     The gateway's app id (its RTMR3 ``app-id`` event) is the gateway app the KMS names (``kms_info.gateway_app_id``
-    of the Cloud answer): the gateway verified is the one the KMS trusts to route the app.
+    of the Cloud answer, ``kms-main.gateway_app_id`` of a Trust Center result): the gateway verified is the one the
+    KMS trusts to route the app.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .model import Anchor, Check, CheckStatus, Entity, Report
-
-if TYPE_CHECKING:
-    from .sources.cloud import CloudAttestations
 
 KEY_PROVIDER = "source.kms_key_provider"
 GATEWAY_APP_ID = "source.gateway_app_id"
@@ -81,8 +79,8 @@ def _key_provider_check(entity: Entity, reports: dict[str, Report], kms_ca: str 
                   "to the KMS quote (KMS.GetMeta or the chain's kmsInfo would)", details, Anchor.QUOTE)
 
 
-def _gateway_app_id_check(reports: dict[str, Report], cloud: CloudAttestations | None) -> Check:
-    expected = (cloud.kms_info.gateway_app_id or "").lower().removeprefix("0x") if cloud is not None else ""
+def _gateway_app_id_check(reports: dict[str, Report], kms_gateway_app_id: str | None) -> Check:
+    expected = (kms_gateway_app_id or "").lower().removeprefix("0x")
     info = _app_info(reports.get("gateway"), "gateway")
     actual = str((info or {}).get("app_id") or "").lower()
     details = {"kms_gateway_app_id": expected or None, "gateway_app_id": actual or None}
@@ -101,9 +99,11 @@ def _gateway_app_id_check(reports: dict[str, Report], cloud: CloudAttestations |
                   Anchor.QUOTE)
 
 
-def cross_entity_checks(reports: dict[str, Report], cloud: CloudAttestations | None) -> list[Check]:
+def cross_entity_checks(reports: dict[str, Report], kms_gateway_app_id: str | None) -> list[Check]:
+    """`kms_gateway_app_id`: the gateway app the KMS names (the Cloud answer's ``kms_info.gateway_app_id``, a Trust
+    Center result's ``kms-main.gateway_app_id``)."""
     kms_ca = _kms_ca(reports.get("kms"))
     checks = [_key_provider_check(entity, reports, kms_ca) for entity in ("app", "gateway") if entity in reports]
     if "gateway" in reports:
-        checks.append(_gateway_app_id_check(reports, cloud))
+        checks.append(_gateway_app_id_check(reports, kms_gateway_app_id))
     return checks

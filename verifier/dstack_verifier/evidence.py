@@ -2,8 +2,8 @@
 
 Kinds: a raw quote (binary, or hex with or without 0x, whitespace tolerated), a guest-agent GetQuote JSON (`quote`,
 `event_log`, `vm_config`), an attestation JSON (`attestation`: the SCALE blob), an event log (JSON array or CCEL),
-an app-compose JSON, certificates (PEM or DER; RA-TLS), DCAP collateral JSON, and a report of ours (its recorded
-inputs are replayed).
+an app-compose JSON, certificates (PEM or DER; RA-TLS), DCAP collateral JSON, a saved Phala Cloud answer, a Trust
+Center result (its DataObjects), and a report of ours (its recorded inputs are replayed).
 """
 
 from __future__ import annotations
@@ -152,10 +152,10 @@ def _detect_json(data: bytes, name: str) -> Evidence:
     except UnicodeDecodeError as exc:
         raise InputError("JSON is not UTF-8", source=name, offset=exc.start) from None
     doc = load_json(text, name)
-    if _is_trust_center_result(doc):
-        raise InputError("a Phala Trust Center result (its DataObjects), which states what the Trust Center concluded "
-                         "but is not evidence in a form this tool re-verifies; give the app id (--app-id) or the "
-                         "quotes, event logs and VM configs it was made from", source=name)
+    from .sources.trust_center import data_objects
+
+    if data_objects(doc) is not None:  # before the event log, which is a JSON list too
+        return Evidence(name, "trust-center-result", data, json=doc)
     if isinstance(doc, list):
         return Evidence(name, "event-log", data, events=parse_event_log(doc, name, field="event_log"))
     if not isinstance(doc, dict):
@@ -215,14 +215,6 @@ def _detect_json(data: bytes, name: str) -> Evidence:
     raise InputError(f"unrecognised JSON evidence (keys: {keys}); expected a GetQuote answer (`quote`), an "
                      "attestation (`attestation`), an app-compose, an event log, DCAP collateral, or a "
                      "dstack-inspector report", source=name)
-
-
-def _is_trust_center_result(doc: Any) -> bool:
-    """The Trust Center's VerificationResponse (`dataObjects`, ...) or its bare DataObject list (spec §1.13, §2.1):
-    told apart from an event log, whose entries have no `id` and `fields`."""
-    objects = doc.get("dataObjects") if isinstance(doc, dict) else doc
-    return (isinstance(objects, list) and bool(objects)
-            and all(isinstance(o, dict) and "id" in o and isinstance(o.get("fields"), dict) for o in objects))
 
 
 def _vm_config(value: Any, source: str) -> dict[str, Any] | None:

@@ -644,8 +644,14 @@ def verify_evidence(
             trust_roots=given.trust_roots if given.trust_roots is not None else recorded_domain.trust_roots))
     expanded = expand(items)
     clouds = [e for e in expanded if e.kind == "cloud-attestations"]
+    results = [e for e in expanded if e.kind == "trust-center-result"]
+    if clouds and results:
+        raise InputError(f"{results[0].name}: a Trust Center result and a Phala Cloud answer are verified apart")
     if clouds:
         report = _verify_cloud_answer(clouds, expanded, options, client=client, cache=cache, memo=memo,
+                                      progress=progress)
+    elif results:
+        report = _verify_trust_center(results, expanded, options, client=client, cache=cache, memo=memo,
                                       progress=progress)
     else:
         gateway = _gateway_from_files(expanded)
@@ -677,17 +683,17 @@ def _gateway_from_files(items: list[Evidence]) -> tuple[list[Evidence], GatewayE
     return items, GatewayEndpoints(acme=acme)
 
 
-def _fetch_gateway(cloud: CloudAttestations, net: NetClient | None, options: VerifyOptions) -> GatewayEndpoints:
-    """The gateway's acme-info from the URL the Cloud answer names (or from the recording of the run that did)."""
+def _fetch_gateway(url: str | None, net: NetClient | ReplayClient | None, options: VerifyOptions,
+                   named_by: str, field: str) -> GatewayEndpoints:
+    """The gateway's acme-info from the URL the answer names (or from the recording of the run that did)."""
     from .domain_phase import GatewayEndpoints
     from .sources import SourceError
     from .sources.gateway import fetch_acme_info
 
-    url = cloud.kms_info.gateway_app_url
     if "domain" not in options.phases:
         return GatewayEndpoints(acme=None, url=url)
     if not url:
-        return GatewayEndpoints(acme=None, problem="the Cloud answer names no gateway URL (kms_info.gateway_app_url)")
+        return GatewayEndpoints(acme=None, problem=f"{named_by} names no gateway URL ({field})")
     if net is None:
         return GatewayEndpoints(acme=None, url=url)
     try:
@@ -703,12 +709,11 @@ def _kms_meta(answer: CloudAttestations, saved: list[Evidence], net: NetClient |
     """The KMS's own KMS.GetMeta answer (its CA and k256 keys and the bootstrap quote binding them): saved beside the
     Cloud answer, else asked of the KMS at `kms_info.url`. The Trust Center never asks the KMS (spec §1.5)."""
     from .sources import SourceError
-    from .sources.agent import fetch_kms_meta, parse_kms_meta
+    from .sources.agent import fetch_kms_meta
 
-    if len(saved) > 1:
-        raise InputError(f"several KMS.GetMeta answers among the evidence ({', '.join(e.name for e in saved)})")
-    if saved:
-        return parse_kms_meta(saved[0].data, saved[0].name)
+    given = _saved_kms_meta(saved)
+    if given is not None:
+        return given
     if net is None or not answer.kms_info.url:
         return None
     progress.step("kms: asking KMS.GetMeta")
@@ -716,6 +721,15 @@ def _kms_meta(answer: CloudAttestations, saved: list[Evidence], net: NetClient |
         return fetch_kms_meta(net, answer.kms_info.url)
     except SourceError:  # then the KMS's keys are not known, which source.kms_key_provider says
         return None
+
+
+def _saved_kms_meta(saved: list[Evidence]) -> KmsMeta | None:
+    """A KMS.GetMeta answer saved beside a deployment's answer."""
+    from .sources.agent import parse_kms_meta
+
+    if len(saved) > 1:
+        raise InputError(f"several KMS.GetMeta answers among the evidence ({', '.join(e.name for e in saved)})")
+    return parse_kms_meta(saved[0].data, saved[0].name) if saved else None
 
 
 def _kms_meta_onchain(reader: OnchainReader, kms_contract: str) -> KmsMeta | None:
@@ -785,19 +799,18 @@ def _kms_keys_check(ev: EntityEvidence, hw: HardwareResult, meta: KmsMeta, sourc
                                       "details": details})
 
 
-def _governance_of(answer: CloudAttestations, options: VerifyOptions) -> OnchainOptions | None:
-    """The on-chain governance a Cloud answer names (the KMS contract and its chain), so that the registry check runs
-    as the Trust Center's does; None for a KMS hosted by Phala (no chain) or a chain we do not read."""
+def _governance(contract: str | None, chain: str | int | None, options: VerifyOptions) -> OnchainOptions | None:
+    """The on-chain governance an answer names (the KMS contract and its chain), so that the registry check runs as
+    the Trust Center's does; None for a KMS hosted by Phala (no chain) or a chain we do not read."""
     from .onchain import OnchainInputError, chain_config
 
-    info = answer.kms_info
-    if info.governance != "onchain" or not info.contract_address:
+    if not contract or not chain:
         return None
     try:
-        chain = chain_config(info.chain_id or 0)
+        config = chain_config(chain)
     except OnchainInputError:
         return None
-    return OnchainOptions(kms_contract=info.contract_address, chain=chain.key, rpc_url=options.rpc_urls.get(chain.key))
+    return OnchainOptions(kms_contract=contract, chain=config.key, rpc_url=options.rpc_urls.get(config.key))
 
 
 def _app_agent_info(answer: CloudAttestations, saved: list[Evidence], gateway: GatewayEndpoints,
@@ -831,42 +844,118 @@ def _app_agent_info(answer: CloudAttestations, saved: list[Evidence], gateway: G
 def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options: VerifyOptions, *,
                          client: NetClient | None, cache: CollateralCache | None,
                          memo: CollateralMemo | None, progress: Progress) -> Report:
-    from .crossentity import cross_entity_checks
     from .sources import to_evidence
     from .sources.cloud import parse_cloud_answer
 
-    if len(clouds) > 1:
-        raise InputError(f"several Phala Cloud answers among the evidence ({', '.join(c.name for c in clouds)})")
-    cloud = clouds[0]
-    shared = [e for e in items if e.kind in SHARED_KINDS]
-    others = [e for e in items if e.kind not in (*SHARED_KINDS, *BESIDE_CLOUD) and e is not cloud]
-    if others:
-        raise InputError(f"{others[0].name}: a Phala Cloud answer is verified on its own (with collateral, the "
-                         "gateway's acme-info and the app's /prpc/Info at most)")
+    cloud = _alone(clouds, items, "Phala Cloud answer", "the gateway's acme-info and the app's /prpc/Info")
     answer = parse_cloud_answer(cloud.data, cloud.name)
     if options.onchain is None:
-        options = replace(options, onchain=_governance_of(answer, options))
-    recorded = _recorded_exchanges(shared)
-    asking = ReplayClient(recorded) if recorded else client  # None: offline, the endpoints are not asked
-    start = len(client.recorder) if client is not None else 0
+        options = replace(options, onchain=_governance(answer.kms_info.contract_address, answer.kms_info.chain_id,
+                                                       options))
+    run = _Run.start(items, client)
     saved = _gateway_from_files([e for e in items if e.kind == "acme-info"])
     if saved is not None:  # the gateway's acme-info saved beside the answer: used instead of fetching it
         gateway = replace(saved[1], url=answer.kms_info.gateway_app_url)
     else:
         progress.step("gateway: fetching acme-info")
-        gateway = _fetch_gateway(answer, asking, options)
+        gateway = _fetch_gateway(answer.kms_info.gateway_app_url, run.asking, options,
+                                 "the Cloud answer", "kms_info.gateway_app_url")
     agent = _app_agent_info(answer, [e for e in items if e.kind == "agent-info"], gateway,
-                            asking, recorded, options, progress)
+                            run.asking, run.recorded, options, progress)
     instance = (answer.instance_index(agent.instance_id) if agent is not None else None) or 0
     per_entity = to_evidence(answer, instance=instance, acme_info=gateway.acme, app_info=agent)
-    kms_meta = _kms_meta(answer, [e for e in items if e.kind == "kms-meta"], asking, progress)
+    kms_meta = _kms_meta(answer, [e for e in items if e.kind == "kms-meta"], run.asking, progress)
+    legacy = answer.legacy_reason
+    stub = (f"; the Trust Center would use its legacy stub here ({legacy}) and report the {{entity}} valid without "
+            "verifying anything" if legacy else "")
+    return _verify_deployment(
+        per_entity, items, options, run, client=client, cache=cache, memo=memo, progress=progress, gateway=gateway,
+        kms_meta=kms_meta, gateway_app_id=answer.kms_info.gateway_app_id,
+        answer_input=cloud.input_file(role="cloud-attestations"),
+        missing=lambda entity: _missing_entity(entity, f"the Cloud answer holds no quote of the {entity}"
+                                               f"{stub.format(entity=entity)}", bool(legacy), legacy))
+
+
+def _verify_trust_center(results: list[Evidence], items: list[Evidence], options: VerifyOptions, *,
+                         client: NetClient | None, cache: CollateralCache | None,
+                         memo: CollateralMemo | None, progress: Progress) -> Report:
+    """A Trust Center result, verified again from the evidence it holds, for every entity it has a quote of; what
+    the Trust Center concluded is set beside each entity (`trust_center_claims`), never used."""
+    from .sources import material_evidence
+    from .sources.trust_center import parse_trust_center_result
+
+    found = _alone(results, items, "Trust Center result", "the gateway's acme-info")
+    result = parse_trust_center_result(found.data, found.name)
+    if options.onchain is None:
+        options = replace(options, onchain=_governance(result.kms_contract, result.chain, options))
+    run = _Run.start(items, client)
+    saved = _gateway_from_files([e for e in items if e.kind == "acme-info"])
+    if saved is not None:
+        gateway = replace(saved[1], url=result.gateway_url)
+    else:
+        progress.step("gateway: fetching acme-info")
+        gateway = _fetch_gateway(result.gateway_url, run.asking, options,
+                                 "the Trust Center result", "gateway-main.endpoint")
+    per_entity = {entity: material_evidence(material) for entity, material in result.materials.items()}
+    kms_meta = _saved_kms_meta([e for e in items if e.kind == "kms-meta"])
+    report = _verify_deployment(
+        per_entity, items, options, run, client=client, cache=cache, memo=memo, progress=progress, gateway=gateway,
+        kms_meta=kms_meta, gateway_app_id=result.gateway_app_id,
+        answer_input=found.input_file(role="trust-center-result"),
+        missing=lambda entity: _missing_entity(entity, f"the Trust Center result holds no quote of the {entity}"))
+    claims = result.claims.model_dump(mode="json")
+    entities = {entity: {**data, "trust_center_claims": {
+        "tcb_status": claims["tcb_status"].get(entity), "success": claims["success"],
+        "completed_at": claims["completed_at"], "errors": claims["errors"], "failures": claims["failures"],
+        "notes": [n for n in result.notes if n.startswith(f"{entity}:")] or list(result.notes)}}
+        for entity, data in report.entities.items()}
+    return report.model_copy(update={"entities": entities})
+
+
+def _alone(found: list[Evidence], items: list[Evidence], what: str, beside: str) -> Evidence:
+    """The one answer naming the whole deployment; besides it only what every entity shares and the entities' own
+    answers may be given."""
+    if len(found) > 1:
+        raise InputError(f"several {what}s among the evidence ({', '.join(c.name for c in found)})")
+    others = [e for e in items if e.kind not in (*SHARED_KINDS, *BESIDE_CLOUD) and e is not found[0]]
+    if others:
+        raise InputError(f"{others[0].name}: a {what} is verified on its own (with collateral, {beside} at most)")
+    return found[0]
+
+
+@dataclass
+class _Run:
+    """The network side of a deployment verification: a recording among the evidence is answered from (a re-run),
+    else the client asks; `start` marks where this run's own exchanges begin in the client's recorder."""
+
+    recorded: list[Exchange]
+    asking: NetClient | ReplayClient | None
+    start: int
+
+    @classmethod
+    def start(cls, items: list[Evidence], client: NetClient | None) -> _Run:
+        recorded = _recorded_exchanges([e for e in items if e.kind in SHARED_KINDS])
+        return cls(recorded, ReplayClient(recorded) if recorded else client,
+                   len(client.recorder) if client is not None else 0)
+
+
+def _verify_deployment(per_entity: dict[str, list[Evidence]], items: list[Evidence], options: VerifyOptions,
+                       run: _Run, *, client: NetClient | None, cache: CollateralCache | None,
+                       memo: CollateralMemo | None, progress: Progress, gateway: GatewayEndpoints,
+                       kms_meta: KmsMeta | None, gateway_app_id: str | None, answer_input: InputFile,
+                       missing: Callable[[Entity], Check]) -> Report:
+    """App, KMS and gateway each verified from their evidence (one collateral memo, one pinned block for the
+    chain), the reports merged and the checks between the entities added."""
+    from .crossentity import cross_entity_checks
+
+    shared = [e for e in items if e.kind in SHARED_KINDS]
     memo = memo or CollateralMemo()
     gpu = [e for e in items if e.kind == "gpu-evidence"]  # the app's GPUs
     reader = None
     if options.onchain is not None:  # one reader: every entity's governance read at the same pinned block
         from .onchain import OnchainReader
 
-        reader = OnchainReader(asking or NetClient(offline=True), options.onchain.chain,
+        reader = OnchainReader(run.asking or NetClient(offline=True), options.onchain.chain,
                                rpc_url=options.onchain.rpc_url)
         if kms_meta is None and "source" in options.phases:
             kms_meta = _kms_meta_onchain(reader, options.onchain.kms_contract)
@@ -876,26 +965,26 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
                                 entity=entity, gateway=gateway if entity == "gateway" else None,  # type: ignore[arg-type]
                                 progress=progress, onchain_reader=reader,
                                 kms_meta=kms_meta if entity == "kms" else None))
-        for entity, entity_items in per_entity.items()
+        for entity, entity_items in per_entity.items() if entity_items
     ]
     derived = {e.name for entity_items in per_entity.values() for e in entity_items}
-    inputs = [cloud.input_file(role="cloud-attestations")]
+    inputs = [answer_input]
     inputs += [e.input_file(role=e.kind) for e in items if e.kind in BESIDE_CLOUD]
     for _, report in reports:
         inputs += [i for i in report.inputs if i.name not in derived and i.role != "recording"
                    and i.sha256 not in {x.sha256 for x in inputs}]
-    exchanges = recorded or ([x for x in client.recorder[start:] if _replayable(x, options)]
-                             if client is not None else [])
+    exchanges = run.recorded or ([x for x in client.recorder[run.start:] if _replayable(x, options)]
+                                 if client is not None else [])
     if exchanges:
         inputs.append(_recording_input(exchanges))
     by_entity = {entity: report for entity, report in reports}
     checks = [c for _, report in reports for c in report.checks]
-    cross = _mark_phase_off(cross_entity_checks(by_entity, answer), options.phases)
+    cross = _mark_phase_off(cross_entity_checks(by_entity, gateway_app_id), options.phases)
     checks += cross
     verdicts = {report.verdict for _, report in reports}
-    missing = [_missing_entity(e, answer) for e in ("kms", "gateway") if e not in by_entity]
-    checks += missing
-    if missing:
+    absent = [missing(e) for e in ("kms", "gateway") if e not in by_entity]  # type: ignore[arg-type]
+    checks += absent
+    if absent:
         verdicts.add(Verdict.INCOMPLETE)
     if any(c.status is CheckStatus.FAIL for c in cross):
         verdicts.add(Verdict.FAIL)
@@ -911,16 +1000,12 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     })
 
 
-def _missing_entity(entity: Entity, answer: CloudAttestations) -> Check:
+def _missing_entity(entity: Entity, reason: str, legacy_stub: bool = False, legacy_reason: str | None = None) -> Check:
     """An entity the answer gives no quote for. The Trust Center's legacy stubs report it valid unverified (spec
     §4.2); here it is a skip that leaves the verification incomplete, and says so."""
-    legacy = answer.legacy_reason
-    stub = (f"; the Trust Center would use its legacy stub here ({legacy}) and report the {entity} valid without "
-            "verifying anything" if legacy else "")
-    reason = f"the Cloud answer holds no quote of the {entity}{stub}"
     return Check(id="hardware.entity_evidence", entity=entity, phase="hardware", status=CheckStatus.SKIP,
                  anchor=Anchor.NONE, summary=f"not verified: {reason}",
-                 details={"reason": reason, "legacy_stub": bool(legacy), "legacy_reason": legacy})
+                 details={"reason": reason, "legacy_stub": legacy_stub, "legacy_reason": legacy_reason})
 
 
 def _ita_check(hw: HardwareResult, options: VerifyOptions, client: NetClient | None, entity: Entity) -> Check:

@@ -20,6 +20,7 @@ from dstack_verifier.errors import InputError
 from dstack_verifier.evidence import Evidence, detect, load_evidence
 from dstack_verifier.model import CheckStatus, Report, Verdict
 from dstack_verifier.quote.verify import TrustAnchor
+from dstack_verifier.sources.trust_center import claims_line
 from dstack_verifier.verification import ImageOptions, load_anchor
 from PySide6.QtCore import Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
@@ -844,6 +845,9 @@ class MainWindow(QMainWindow):
         subject = str(anchor.get("subject", ""))
         cn = next((p[3:] for p in subject.split(",") if p.startswith("CN=")), subject)
         parts.append(f"trust anchor: {cn}" + ("" if anchor.get("intel") else " (caller-supplied)"))
+        claimed = claims_line(report.entities)
+        if claimed:  # a Trust Center result, re-verified: what it said, beside our verdict
+            parts.append(f"re-verified: {claimed}")
         self.banner.show_state(report.verdict.value, report.verdict.value.upper(), headline, " · ".join(parts))
 
     # ---- about and shutdown -------------------------------------------------------------------------------------
