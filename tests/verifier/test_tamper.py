@@ -211,6 +211,10 @@ def _pck_ca_not_ca(ev: SynthEvidence, other: SynthPki) -> SynthEvidence:
     return with_pck_chain(ev, ev.pki.pck.cert, not_ca)
 
 
+def _pck_leaf_is_a_ca(ev: SynthEvidence, other: SynthPki) -> SynthEvidence:
+    return with_pck_chain(ev, reissue(ev.pki.pck.cert, ev.pki.pck_ca.key, ca=True))
+
+
 def _pck_leaf_expired(ev: SynthEvidence, other: SynthPki) -> SynthEvidence:
     leaf = reissue(ev.pki.pck.cert, ev.pki.pck_ca.key, not_before=NOW - 2 * YEAR, not_after=NOW - DAY)
     return with_pck_chain(ev, leaf)
@@ -459,6 +463,8 @@ CASES: dict[str, Case] = {
                                   tamper=_pck_leaf_other_signer),
     "pck-ca-not-a-ca": Case(PCK, r"PCK chain: 'Test SGX PCK Platform CA' .*is not a CA", "EndEntityUsedAsCa",
                             tamper=_pck_ca_not_ca, code="EndEntityUsedAsCa"),
+    "pck-leaf-is-a-ca": Case(PCK, r"PCK chain: 'Test SGX PCK Certificate' .*is a CA certificate, used as the end "
+                                  r"entity", "CaUsedAsEndEntity", tamper=_pck_leaf_is_a_ca, code="CaUsedAsEndEntity"),
     "pck-leaf-expired": Case(PCK, r"PCK chain: 'Test SGX PCK Certificate' .*expired at",
                              "CertExpired", tamper=_pck_leaf_expired, code="CertExpired"),
     "pck-leaf-not-yet-valid": Case(PCK, r"PCK chain: 'Test SGX PCK Certificate' .*is not valid before",

@@ -506,6 +506,9 @@ def verify_chain(
     if len(intermediates) > MAX_INTERMEDIATES + 1:  # the list may carry a copy of the root
         raise ChainError("TooManyIntermediates", f"{len(intermediates)} intermediates, at most {MAX_INTERMEDIATES}")
     cache = cache or ChainCache()
+    leaf_bc = leaf.ext.basic_constraints
+    if leaf_bc is not None and leaf_bc.ca:  # webpki's end-entity rule: a CA certificate cannot be the leaf
+        raise ChainError("CaUsedAsEndEntity", f"{leaf.describe()} is a CA certificate, used as the end entity")
     path = [leaf]
     revocation: list[RevocationUse] = []
     current = leaf
