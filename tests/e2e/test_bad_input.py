@@ -541,3 +541,18 @@ def test_a_malformed_trust_center_result_is_one_line(capsys, tmp_path: Path) -> 
         assert "field app-main.fields.intel_attestation_report" in err, err
     assert detect(json.dumps([{"imr": 0, "event_type": 1, "digest": "00" * 48, "event": "", "event_payload": ""}])
                   .encode(), "log.json").kind == "event-log"
+
+
+def test_a_base64_quote_is_read_as_hex_is(capsys, tmp_path: Path, quote: bytes, collateral: dict) -> None:
+    """Attestation services (Intel's among them) hand quotes out in base64: taken as a raw file and in a GetQuote
+    JSON; a base64 text that is not a quote keeps the hex error, saying what the base64 held."""
+    col = write(tmp_path, "col.json", json.dumps(collateral))
+    b64 = base64.b64encode(quote).decode()
+    wrapped = "\n".join(b64[i:i + 76] for i in range(0, len(b64), 76)) + "\n"
+    for path in (write(tmp_path, "quote.b64", wrapped), write(tmp_path, "getquote.json", json.dumps({"quote": b64}))):
+        code, out, err = run(capsys, "verify", path, "--collateral", col, "--at", "1751624191", "--offline")
+        assert code == 0 and out.startswith("verdict: PASS"), (out, err)
+    err = bad_input(capsys, write(tmp_path, "text.b64", base64.b64encode(b"Hello, world!!").decode()))
+    assert "not hex: character 'S'" in err and "as base64 it is 14 bytes that do not begin with a DCAP quote" in err
+    err = bad_input(capsys, write(tmp_path, "short.b64", base64.b64encode(quote[:100]).decode()))
+    assert "truncated" in err and "offset 64" in err

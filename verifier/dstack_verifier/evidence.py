@@ -102,6 +102,27 @@ def decode_hex_text(text: bytes, source: str, field_name: str | None = None) -> 
     return bytes.fromhex(compact.decode())
 
 
+_BASE64_RE = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
+
+
+def decode_quote_text(text: bytes, source: str, field_name: str | None = None) -> bytes:
+    """A quote written as hex (0x optional, any whitespace) or, as Intel's and other attestation services send it,
+    as base64. Hex is tried first (hex digits are base64 too); base64 is taken only when it decodes to something
+    with a DCAP quote's version (3, 4 or 5) in front, else the hex error stands, naming the first bad character."""
+    try:
+        return decode_hex_text(text, source, field_name)
+    except InputError as hex_error:
+        compact = _SPACE_RE.sub(b"", text)
+        if len(compact) % 4 or not _BASE64_RE.fullmatch(compact):
+            raise
+        data = base64.b64decode(compact)
+        if len(data) < 2 or int.from_bytes(data[:2], "little") not in (3, 4, 5):
+            raise InputError(f"{hex_error.message}; as base64 it is {len(data)} bytes that do not begin with a "
+                             "DCAP quote version (3, 4 or 5)", source=source, field=field_name,
+                             offset=hex_error.offset) from None
+        return data
+
+
 def check_quote(data: bytes, source: str, field_name: str | None = None) -> Quote:
     """Structure and header: what makes a quote a DCAP quote at all. Anything else is bad input (exit 2)."""
     if len(data) > MAX_QUOTE_BYTES:
@@ -139,7 +160,7 @@ def detect(data: bytes, name: str) -> Evidence:
         # PEM, or binary DER (a SEQUENCE: binary quotes start with their version, 3/4/5, so the first byte differs)
         return Evidence(name, "certificate", data, certificates=load_certificates(data, name))
     if _looks_like_text(data):
-        quote = decode_hex_text(data, name)
+        quote = decode_quote_text(data, name)
         check_quote(quote, name)
         return Evidence(name, "quote", data, quote=quote)
     check_quote(data, name)
@@ -177,7 +198,7 @@ def _detect_json(data: bytes, name: str) -> Evidence:
         if not isinstance(value, str):
             raise InputError("expected a hex string", source=name, field="quote")
         # surrogatepass: a lone "\ud800" escape is reported as a non-hex byte instead of crashing the encoder.
-        quote = decode_hex_text(value.encode("utf-8", "surrogatepass"), name, "quote")
+        quote = decode_quote_text(value.encode("utf-8", "surrogatepass"), name, "quote")
         check_quote(quote, name, "quote")
         events = parse_event_log(doc["event_log"], name) if doc.get("event_log") not in (None, "") else None
         return Evidence(name, "getquote", data, quote=quote, json=doc, events=events,
