@@ -144,3 +144,36 @@ def test_a_hand_edited_report_does_not_break_the_table(demo: Report) -> None:
     assert len(rows) == 29
     assert rows[21].payload is None and rows[21].payload_text == "(payload is not hex)"
     assert rows[22].recorded == "" and rows[22].status == RECOMPUTED
+
+
+def test_copying_takes_whole_values(qtbot, demo: Report) -> None:
+    """Digests are cut to fit their cells; "Copy" and Ctrl+C ("Copy rows") take them whole."""
+    from dstack_inspector.gui.copying import install_copy
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QAbstractItemView
+
+    pane = EventLogPane()
+    qtbot.addWidget(pane)
+    pane.show()
+    pane.set_report(demo, "app")
+    view = pane.view
+    install_copy(view)
+    copy, copy_rows = (next(a for a in view.actions() if a.text() == name) for name in ("Copy", "Copy rows"))
+    assert view.contextMenuPolicy() is Qt.ContextMenuPolicy.ActionsContextMenu
+    row = pane.visible_rows()[0]
+    proxy = view.model()
+    digest = proxy.index(0, 5)  # "Recorded digest"
+    assert str(digest.data()).endswith("…") and len(row.recorded) == 96
+    view.setCurrentIndex(digest)
+    copy.trigger()
+    assert QGuiApplication.clipboard().text() == row.recorded
+    view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+    view.selectRow(0)
+    pane.activateWindow()
+    view.setFocus()
+    qtbot.waitUntil(view.hasFocus)
+    QGuiApplication.clipboard().clear()
+    qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    cells = QGuiApplication.clipboard().text().split("\t")
+    assert cells[0] == "0" and cells[5] == row.recorded and cells[6] == row.recomputed
+    assert copy_rows.shortcut().toString() == "Ctrl+C"

@@ -343,3 +343,20 @@ def test_the_settings_tcb_policy_governs_a_verification(window, qtbot):
     tcb = [c for c in report.checks if c.id == "hardware.tcb_status"]
     assert tcb and all(c.status is CheckStatus.FAIL for c in tcb)  # App, KMS and Gateway alike
     assert report.policy["tcb"]["min_tcb_evaluation_data_number"] == 10_000
+
+
+def test_every_list_of_the_window_can_be_copied_from(window):
+    """The checks, the quote fields, the event log, the certificates, the TCB components, the report, the inputs and
+    the history: each offers Copy and Copy rows (Ctrl+C); the history keeps its own actions after them."""
+    from PySide6.QtWidgets import QAbstractItemView, QComboBox
+
+    views = [v for v in window.findChildren(QAbstractItemView) if v.window() is window]
+    assert len(views) >= 8
+    for view in views:
+        names = [a.text() for a in view.actions()]
+        assert names[:2] == ["Copy", "Copy rows"], (type(view).__name__, names)
+        assert view.contextMenuPolicy() is Qt.ContextMenuPolicy.ActionsContextMenu
+    history = window.history_view.table
+    assert len([a for a in history.actions() if not a.isSeparator()]) > 2  # its own, after the copy actions
+    for combo in window.findChildren(QComboBox):  # a combo's popup list is left as it is
+        assert not any(a.text() == "Copy" for a in combo.view().actions())

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .copying import FULL_TEXT_ROLE
 from .vocabulary import STATUS_COLORS, fixed_font, status_icon
 from .widgets import KeyValueTree
 
@@ -259,6 +260,9 @@ class EventLogModel(QAbstractTableModel):
             return self._display(row, col)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(row, col)
+        if role == FULL_TEXT_ROLE:  # what a copy takes: the cells above are cut to fit
+            return {COL_PAYLOAD: row.payload_text, COL_RECORDED: row.recorded,
+                    COL_RECOMPUTED: row.recomputed}.get(col) or None
         if role == SORT_ROLE:
             return row.index if col == COL_INDEX else (row.register, row.index) if col == COL_REGISTER else \
                 self._display(row, col)

@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 from ..settings import UserSettings, cache_dir, load_settings, save_settings
 from ..store import StoreError, TaskStore
 from ..workers import POOL_THREADS, CallWorker, VerifyJob, VerifyWorker, save_report
+from .copying import install_copy_everywhere
 from .history_view import HistoryView
 from .report_view import ReportView
 from .tasks_view import TasksView
@@ -120,6 +121,7 @@ class MainWindow(QMainWindow):
         self.store, store_problem = self._open_store(store)
         self._build_actions()
         self._build_ui()
+        install_copy_everywhere(self)
         self.offline_action.setChecked(settings.offline)
         if warning or store_problem:
             self.message_bar.show_message("warn", "Started with a problem:", [w for w in (warning, store_problem) if w])
