@@ -69,6 +69,15 @@ def _mrseam(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _os_image(text: str) -> str:
+    from dstack_verifier.measure.image_check import os_image_hex
+
+    try:
+        return os_image_hex(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dstack_verifier import __version__
 
@@ -108,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--image-base-url", metavar="URL",
                    help="where OS images are downloaded from (default: the official release location)")
     v.add_argument("--acpi-tool", type=Path, help="the dstack-acpi-tables executable (default: found on PATH)")
+    v.add_argument("--os-image", action="append", type=_os_image, metavar="HEX",
+                   help="an OS image (os_image_hash) to accept, e.g. a release you reviewed; repeat for several. "
+                        "Given, os.image_hash fails for any other image; default: any image")
     v.add_argument("--kms-contract", help="the DstackKms contract governing the app (enables the on-chain check)")
     v.add_argument("--app-contract", help="the app's DstackApp contract (default: the app id of the event log)")
     v.add_argument("--chain", default="base", help="chain of the contracts: base (default) or ethereum")
@@ -301,7 +313,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         nras_url=args.nras_url,
         ita=_ita_options(args),
         images=ImageOptions(image_dir=args.image_dir, cache_dir=cache_dir(), fetch=args.fetch_image,
-                            acpi_tool=args.acpi_tool, image_base_url=_image_base_url(args.image_base_url)),
+                            acpi_tool=args.acpi_tool, image_base_url=_image_base_url(args.image_base_url),
+                            allowed=tuple(dict.fromkeys(args.os_image or ()))),
     )
     items = [load_evidence(p) for p in args.evidence]
     if not items and not args.app_id:

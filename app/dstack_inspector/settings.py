@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
+from dstack_verifier.measure.image_check import os_image_hex
 from dstack_verifier.onchain import CHAINS
 from dstack_verifier.quote.pccs import PHALA_PCCS_URL
 from dstack_verifier.quote.policy import TcbPolicy, mrseam_hex
@@ -75,11 +76,17 @@ class UserSettings(BaseModel):
     max_collateral_age_days: float = Field(default=0.0, ge=0, le=36500)
     min_tcb_evaluation_data_number: int = Field(default=0, ge=0, le=999_999_999)
     allowed_mrseams: list[str] = Field(default_factory=list, max_length=256)  # empty: any TDX module build
+    allowed_os_images: list[str] = Field(default_factory=list, max_length=256)  # empty: any OS image
 
     @field_validator("allowed_mrseams")
     @classmethod
     def _mrseams(cls, v: list[str]) -> list[str]:
         return [mrseam_hex(item) for item in v]
+
+    @field_validator("allowed_os_images")
+    @classmethod
+    def _os_images(cls, v: list[str]) -> list[str]:
+        return [os_image_hex(item) for item in v]
 
     @field_validator("rpc_urls")
     @classmethod

@@ -360,3 +360,14 @@ def test_every_list_of_the_window_can_be_copied_from(window):
     assert len([a for a in history.actions() if not a.isSeparator()]) > 2  # its own, after the copy actions
     for combo in window.findChildren(QComboBox):  # a combo's popup list is left as it is
         assert not any(a.text() == "Copy" for a in combo.view().actions())
+
+
+def test_the_settings_os_images_govern_a_verification(window, qtbot):
+    """An OS image list in the settings is applied like --os-image: the demo's stand-in image is not on it."""
+    window.apply_settings(window.settings.model_copy(update={"allowed_os_images": ["ab" * 32]}))
+    assert window.load_demo()
+    report = settle(qtbot, window)
+    images = [c for c in report.checks if c.id == "os.image_hash"]
+    assert {c.entity for c in images} == {"app", "kms", "gateway"}
+    assert all(c.status is CheckStatus.FAIL and "not one of the 1 OS image(s)" in c.summary for c in images)
+    assert report.policy["os_images"] == ["ab" * 32]

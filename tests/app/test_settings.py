@@ -143,6 +143,21 @@ def test_accepted_tdx_modules_are_checked_in_the_dialog(qtbot, config: Path) -> 
     assert again.allowed_mrseams.text() == f"{'ab' * 48}, {'cd' * 48}"
 
 
+def test_accepted_os_images_are_checked_in_the_dialog(qtbot, config: Path) -> None:
+    dialog = SettingsDialog(UserSettings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.allowed_os_images.setText("f1b9")
+    dialog.accept()
+    assert dialog.isVisible() and dialog.error.text() == \
+        "Accepted OS images: 'f1b9' is not an OS image hash (32 bytes of hex)"
+    dialog.allowed_os_images.setText(f"0x{'AB' * 32} {'cd' * 32}")
+    dialog.accept()
+    result = dialog.result_settings
+    assert result is not None and result.allowed_os_images == ["ab" * 32, "cd" * 32]
+    assert load_settings() == (result, None)
+
+
 def test_dialog_reports_a_failed_save(qtbot, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

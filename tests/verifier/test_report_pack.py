@@ -26,7 +26,7 @@ from dstack_verifier.report.pack import MAX_MEMBER_BYTES, read_pack, write_pack
 from dstack_verifier.report.statement import VERIFICATION_PREDICATE, parse_statement
 from dstack_verifier.resources import INTEL_ROOT_CA_SHA256
 from dstack_verifier.synth import make_evidence
-from dstack_verifier.verification import VerifyOptions, verify_evidence
+from dstack_verifier.verification import ImageOptions, VerifyOptions, verify_evidence
 
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(b"\x08" * 32)
@@ -78,6 +78,23 @@ def test_round_trip_verifies_and_re_runs_every_check(pack: Path, demo_report: Re
     assert result.differences == []
     trusted = verify_pack(pack, KEY.public_key())
     assert trusted.ok and trusted.key_source == "trusted"
+
+
+def test_a_pack_re_runs_under_the_os_images_it_accepted(tmp_path: Path) -> None:
+    """The accepted OS images are part of the signed policy: the re-run refuses the same image the signed run did
+    (without them, it would pass os.image_hash and differ from what was signed)."""
+    demo = load_demo()
+    options = VerifyOptions(now=demo.now, anchor=demo.anchor, offline=True, images=ImageOptions(allowed=("ab" * 32,)))
+    report = verify_evidence(demo.app_items, options)
+    assert report.policy["os_images"] == ["ab" * 32]
+    assert next(c for c in report.checks if c.id == "os.image_hash").status is CheckStatus.FAIL
+    out = tmp_path / "pack.zip"
+    export_pack(report, out, KEY)
+    result = verify_pack(out)
+    assert result.ok and result.differences == [], [p.line() for p in result.problems]
+    assert result.rerun is not None and result.rerun.policy["os_images"] == ["ab" * 32]
+    html = read_pack(out)["report.html"].decode()
+    assert f"<td>Accepted OS images</td><td><span class='mono'>{'ab' * 32}</span>" in html
 
 
 def test_pack_layout_and_statement(pack: Path, demo_report: Report) -> None:

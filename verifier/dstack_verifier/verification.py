@@ -111,6 +111,7 @@ class ImageOptions:
     fetch: bool = False  # download a missing image (hundreds of MB): only when the user asks
     acpi_tool: Path | None = None
     image_base_url: str | None = None  # where mr_<os_image_hash>.tar.gz is downloaded from (None: the official one)
+    allowed: tuple[str, ...] = ()  # the OS images (os_image_hash, lowercase hex) the user accepts; empty: any
 
 
 @dataclass
@@ -324,7 +325,7 @@ def _os_checks(ev: EntityEvidence, quote: Quote, state: _SourceState, options: V
         return _failed_os(ev.entity, f"vm_config.tdx_attestation_variant {str(variant)[:40]!r} is neither legacy "
                                      "nor lite, so the OS image cannot be checked")
     if variant == "lite":
-        image_check = _noted_image(state, check_image_hash_lite(vm, measured, ev.entity))
+        image_check = _noted_image(state, check_image_hash_lite(vm, measured, ev.entity), vm, images)
         try:
             measurement = measure_lite(vm, ev.events or [])
         except InputError as exc:
@@ -332,7 +333,7 @@ def _os_checks(ev: EntityEvidence, quote: Quote, state: _SourceState, options: V
         state.measurement = measurement.to_json()
         return [image_check, *check_registers(measurement, quote, logged, ev.entity, "")]
     folder, reason = _image_folder(vm, options, client)
-    image_check = _noted_image(state, check_image_hash(folder, vm, measured, ev.entity, reason))
+    image_check = _noted_image(state, check_image_hash(folder, vm, measured, ev.entity, reason), vm, images)
     if folder is None:
         return [image_check, *check_registers(None, quote, logged, ev.entity, reason)]
     # The caches are keyed by os_image_hash = sha256(sha256sum.txt): only a folder whose files match its manifest
@@ -346,8 +347,12 @@ def _os_checks(ev: EntityEvidence, quote: Quote, state: _SourceState, options: V
     return [image_check, *check_registers(measurement, quote, logged, ev.entity, "")]
 
 
-def _noted_image(state: _SourceState, check: Check) -> Check:
-    """Keep the OS image hash of an os.image_hash that held, for the on-chain check to ask about."""
+def _noted_image(state: _SourceState, check: Check, vm: dict[str, Any], images: ImageOptions) -> Check:
+    """The user's accepted images applied; the OS image hash of an os.image_hash that held kept, for the on-chain
+    check to ask about."""
+    from .measure.image_check import apply_allowed_images
+
+    check = apply_allowed_images(check, vm, images.allowed)
     if check.status in (CheckStatus.PASS, CheckStatus.WARN) and check.details.get("os_image_hash"):
         state.verified_os_image_hash = bytes.fromhex(check.details["os_image_hash"])
     return check
@@ -481,6 +486,21 @@ def _recorded(items: list[Evidence], key: str) -> Iterator[tuple[str, Any]]:
         value = policy.get(key) if isinstance(policy, dict) else None
         if value is not None:
             yield item.name, value
+
+
+def _recorded_os_images(items: list[Evidence]) -> tuple[str, ...]:
+    """The OS images a report among the evidence accepted (`policy.os_images`); malformed is an InputError."""
+    from .measure.image_check import os_image_hex
+
+    for name, recorded in _recorded(items, "os_images"):
+        try:
+            if not isinstance(recorded, list) or not all(isinstance(v, str) for v in recorded):
+                raise ValueError
+            return tuple(os_image_hex(v) for v in recorded)
+        except ValueError:
+            raise InputError("malformed accepted OS images: expected a list of 64-digit hex strings", source=name,
+                             field="policy.os_images") from None
+    return ()
 
 
 def _is_http_url(value: object) -> bool:
@@ -633,6 +653,9 @@ def verify_evidence(
     recorded_policy = _recorded_tcb_policy(items)
     if recorded_policy is not None and options.policy == TcbPolicy():  # re-running a report: decided as it was,
         options = replace(options, policy=recorded_policy)  # unless a policy other than the default is given
+    recorded_images = _recorded_os_images(items)
+    if recorded_images and not (options.images and options.images.allowed):  # re-running a report: the images it
+        options = replace(options, images=replace(options.images or ImageOptions(), allowed=recorded_images))  # took
     endpoints = _recorded_endpoints(items)  # re-running a report: the endpoints it asked, unless new ones are given
     options = replace(options, **{k: getattr(options, k) or v for k, v in endpoints.items()})
     recorded_domain = _recorded_domain(items)
@@ -1178,6 +1201,7 @@ def _verify_entity(
                                  "subject": options.anchor.cert.subject.rfc4514_string()},
                 **({"onchain": asdict(options.onchain)} if options.onchain is not None else {}),
                 **({"domain": _domain_policy(options.domain)} if options.domain is not None else {}),
+                **({"os_images": list(options.images.allowed)} if options.images and options.images.allowed else {}),
                 **_endpoints_policy(options)},
         inputs=inputs,
         checks=checks,

@@ -463,7 +463,8 @@ class MainWindow(QMainWindow):
                          app_id=s.app_id, cloud_url=settings.cloud_api_url, pccs_url=settings.pccs_url,
                          domain=s.domain, ita=self._ita_options(), phases=s.phases, rpc_urls=settings.rpc_urls,
                          policy=settings.tcb_policy(),
-                         images=ImageOptions(cache_dir=cache_dir(), cache_cap_bytes=settings.image_cache_cap_bytes()))
+                         images=ImageOptions(cache_dir=cache_dir(), cache_cap_bytes=settings.image_cache_cap_bytes(),
+                                             allowed=tuple(settings.allowed_os_images)))
 
     def _ita_options(self):  # type: ignore[no-untyped-def]
         if not self.settings.ita_api_key:

@@ -94,6 +94,11 @@ class SettingsDialog(QDialog):
         self.allowed_mrseams.setPlaceholderText("any TDX module Intel signs at an accepted TCB level")
         self.allowed_mrseams.setToolTip("MRSEAMs (hex, separated by commas or spaces) of the TDX module builds to "
                                         "accept: the TCB status fails for any other")
+        self.allowed_os_images = QLineEdit()
+        self.allowed_os_images.setPlaceholderText("any OS image")
+        self.allowed_os_images.setToolTip("os_image_hash values (hex, separated by commas or spaces) of the dstack OS "
+                                          "images to accept, e.g. the releases you reviewed: os.image_hash fails for "
+                                          "any other")
         self.theme = QComboBox()
         for key, label in THEME_LABELS.items():
             self.theme.addItem(label, key)
@@ -116,6 +121,7 @@ class SettingsDialog(QDialog):
         form2 = QFormLayout(storage)
         form2.addRow("Image cache folder:", self._with_browse(self.image_cache_dir, self._browse_cache))
         form2.addRow("Image cache limit:", self.image_cache_cap)
+        form2.addRow("Accept only these OS images:", self.allowed_os_images)
         form2.addRow("Signing key:", self._with_browse(self.signing_key_path, self._browse_key))
         policy = QGroupBox("TCB policy")
         form4 = QFormLayout(policy)
@@ -174,6 +180,7 @@ class SettingsDialog(QDialog):
         self.max_collateral_age.setValue(s.max_collateral_age_days)
         self.min_tcb_eval.setValue(s.min_tcb_evaluation_data_number)
         self.allowed_mrseams.setText(", ".join(s.allowed_mrseams))
+        self.allowed_os_images.setText(", ".join(s.allowed_os_images))
         self.theme.setCurrentIndex(self.theme.findData(s.theme))
         self.error.hide()
 
@@ -197,6 +204,7 @@ class SettingsDialog(QDialog):
             "max_collateral_age_days": self.max_collateral_age.value(),
             "min_tcb_evaluation_data_number": self.min_tcb_eval.value(),
             "allowed_mrseams": self.allowed_mrseams.text().replace(",", " ").split(),
+            "allowed_os_images": self.allowed_os_images.text().replace(",", " ").split(),
             "theme": self.theme.currentData(),
             **self._kept,
         })
@@ -208,7 +216,8 @@ class SettingsDialog(QDialog):
             return f"JSON-RPC URL of {chain}", self.rpc_urls.get(chain)
         fields: dict[str, tuple[str, QWidget | None]] = {
             "pccs_url": ("PCCS URL", self.pccs_url), "cloud_api_url": ("Phala Cloud API URL", self.cloud_api_url),
-            "rpc_urls": ("JSON-RPC URLs", None), "allowed_mrseams": ("Accepted TDX modules", self.allowed_mrseams)}
+            "rpc_urls": ("JSON-RPC URLs", None), "allowed_mrseams": ("Accepted TDX modules", self.allowed_mrseams),
+            "allowed_os_images": ("Accepted OS images", self.allowed_os_images)}
         return fields.get(str(loc[0]) if loc else "", ("Settings", None))
 
     def _show_error(self, text: str, widget: QWidget | None) -> None:

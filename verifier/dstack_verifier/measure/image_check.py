@@ -28,6 +28,42 @@ _UNCHECKED_BY_DSTACK = ("dstack-verifier does not compare the RTMR3 os-image-has
                         "shows up here")
 
 
+def os_image_hex(text: str) -> str:
+    """An OS image hash as a policy keeps it: 64 lower-case hex digits (a `0x` prefix is dropped); ValueError
+    otherwise."""
+    value = text.strip().lower().removeprefix("0x")
+    if not _HEX64.fullmatch(value):
+        raise ValueError(f"{text[:40]!r} is not an OS image hash (32 bytes of hex)")
+    return value
+
+
+def apply_allowed_images(check: Check, vm_config: dict[str, Any] | None, allowed: tuple[str, ...]) -> Check:
+    """The user's list of accepted OS images (e.g. the releases they reviewed), applied to `os.image_hash`: an
+    image that held but is not listed fails; one that is listed says so. Skipped (no image at hand), the VM config's
+    claim is still compared: an image the list does not accept fails whether or not the files could be checked.
+
+    It stands in for the KMS's `allowedOsImages` offline, and is what makes a TDX-lite pass name a known release."""
+    if not allowed:
+        return check
+    verified = check.details.get("os_image_hash") if check.status in (CheckStatus.PASS, CheckStatus.WARN) else None
+    claimed = _vm_config_hash(vm_config, []) if check.status is CheckStatus.SKIP else None
+    image = verified or claimed
+    if image is None:
+        return check
+    details = {**check.details, "allowed_os_images": list(allowed), "allowed": image in allowed}
+    if image in allowed:
+        if verified is None:
+            return check.model_copy(update={"details": details})
+        return check.model_copy(update={"summary": f"{check.summary}; an image the policy accepts",
+                                        "details": details})
+    what = "os_image_hash" if verified else "vm_config.os_image_hash (not verified: no image at hand)"
+    return check.model_copy(update={
+        "status": CheckStatus.FAIL,
+        "summary": f"{what} {image} is not one of the {len(allowed)} OS image(s) the policy accepts",
+        "details": details,
+    })
+
+
 def _skip(entity: Entity, reason: str) -> Check:
     return Check(id=CHECK_ID, entity=entity, phase="os", status=CheckStatus.SKIP, anchor=Anchor.NONE,
                  summary=f"skipped: {reason}", details={"reason": reason})

@@ -21,6 +21,12 @@ th { background-color: #f6f8fa; }
 """
 
 
+def _os_images(images: object) -> str:
+    if not isinstance(images, list) or not images:
+        return "any"
+    return "<br>".join(f"<span class='mono'>{escape(str(image))}</span>" for image in images)
+
+
 def render_html(predicate: VerificationPredicate, signer_fingerprint: str) -> str:
     p = predicate
     anchor = p.trust_anchor
@@ -32,6 +38,7 @@ def render_html(predicate: VerificationPredicate, signer_fingerprint: str) -> st
         ("Verifier", escape(f"{p.verifier.id} {p.verifier.version}")),
         ("Trust anchor", escape(anchor_text) + f"<br><span class='mono'>sha256 {escape(anchor.sha256)}</span>"),
         ("TCB policy", escape(TcbPolicy.text(tcb))),
+        ("Accepted OS images", _os_images(p.policy.get("os_images"))),
         ("Phases", escape(", ".join(map(str, p.policy.get("phases", []))))),
         ("Policy digest", f"<span class='mono'>sha256 {escape(p.policy_digest.get('sha256', ''))}</span>"),
         ("Signing key", f"<span class='mono'>{escape(signer_fingerprint)}</span>"),
