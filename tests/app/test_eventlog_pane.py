@@ -177,3 +177,35 @@ def test_copying_takes_whole_values(qtbot, demo: Report) -> None:
     cells = QGuiApplication.clipboard().text().split("\t")
     assert cells[0] == "0" and cells[5] == row.recorded and cells[6] == row.recomputed
     assert copy_rows.shortcut().toString() == "Ctrl+C"
+
+
+def test_a_check_links_to_the_events_it_concerns(qtbot) -> None:
+    """From a check's details to its evidence in the log: the RTMR3 event whose digest field disagrees, the
+    register that does not replay, the RTMR1 event that differs from the measurement."""
+    from dstack_inspector.gui.report_view import ReportView, event_links
+
+    events = demo_events()
+    runtime = next(k for k, e in enumerate(events) if e["event"] == "compose-hash")
+    events[runtime]["digest"] = "00" * 48  # a digest field its payload does not give
+    kernel = [k for k, e in enumerate(events) if e["imr"] == 1][2]  # the third RTMR1 event of the log
+    events[kernel]["digest"] = "11" * 48
+    report = verify_demo(events)
+    found = {c.id: c for c in report.checks}
+    assert event_links(found["eventlog.rtmr3_payloads"]) == [(f"event:{runtime}", f"event {runtime} (compose-hash)")]
+    assert event_links(found["eventlog.replay"]) == [("register:1", "the RTMR1 events")]
+    (href, text), = event_links(found["os.rtmr1"])
+    assert href == "register-event:1:2" and text.startswith("RTMR1 event 2 (")
+
+    view = ReportView()
+    qtbot.addWidget(view)
+    view.show()
+    view.show_report(report)
+    view.open_check("eventlog.rtmr3_payloads")
+    assert f'href="event:{runtime}"' in view.details_pane.evidence.text()
+    view.details_pane.evidence.linkActivated.emit(f"event:{runtime}")
+    pane = view.eventlog_pane
+    assert view.tabs.currentWidget() is pane and pane.current_row().index == runtime
+    view.reveal_field("register:1")
+    assert {r.register for r in pane.visible_rows()} == {1} and pane.current_row().register == 1
+    view.reveal_field(href)
+    assert pane.current_row().index == kernel and len(pane.visible_rows()) == len(events)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 from dstack_verifier.model import Check, CheckStatus
@@ -243,7 +244,7 @@ class DetailsPane(QWidget):
     """The selected check: status, summary, what it rests on, the quote field it concerns, and its details as a
     readable tree (the raw JSON is one tab away)."""
 
-    fieldLinkActivated = Signal(str)
+    fieldLinkActivated = Signal(str)  # a quote field's name, or an event link (see report_view.event_links)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -315,7 +316,8 @@ class DetailsPane(QWidget):
         self.status_pill.setStyleSheet(f"#statusPill {{ color: white; background: {color}; border-radius: 4px;"
                                        " padding: 2px 8px; font-weight: bold; }")
 
-    def show_check(self, check: Check, field: tuple[str, int, int] | None) -> None:
+    def show_check(self, check: Check, field: tuple[str, int, int] | None,
+                   events: list[tuple[str, str]] | None = None) -> None:
         self.current_check = check
         self._pill(check.status.value.upper(), STATUS_COLORS[check.status])
         self.title.setText(check.id)
@@ -324,12 +326,12 @@ class DetailsPane(QWidget):
                            f"{PHASE_TITLES.get(check.phase, check.phase)} phase")
         explanation = anchor_explanation(check.anchor)
         self.anchor.setText(f"{check.anchor} — {explanation}" if explanation else check.anchor)
+        links = []
         if field is not None:
             name, start, end = field
-            self.evidence.setText(f'quote field <a href="{name}">{name}</a> (bytes {start}–{end - 1}, '
-                                  f"{end - start} bytes)")
-        else:
-            self.evidence.setText("—")
+            links.append(f'quote field <a href="{name}">{name}</a> (bytes {start}–{end - 1}, {end - start} bytes)')
+        links += [f'<a href="{href}">{html.escape(text)}</a>' for href, text in events or []]
+        self.evidence.setText(" · ".join(links) if links else "—")
         if check.details:
             self.tree.set_data(list(check.details.items()), expand_depth=1)
         else:

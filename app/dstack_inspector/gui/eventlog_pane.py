@@ -433,6 +433,28 @@ class EventLogPane(QWidget):
                 return True
         return False
 
+    def show_event(self, index: int) -> bool:
+        """The event at `index` of the log, selected with every filter cleared (a check's link to it)."""
+        self._clear_filters()
+        return self.select_event(index)
+
+    def show_register(self, register: int) -> None:
+        """Only the register's events, the first selected (a check's link to a register)."""
+        self._clear_filters()
+        self.register_combo.setCurrentIndex(self.register_combo.findData(register))
+        if self.proxy.rowCount():
+            self.view.selectRow(0)
+
+    def log_index(self, register: int, position: int) -> int | None:
+        """Where the register's `position`-th event (as a measurement counts them) is in the log."""
+        rows = sorted((r for r in self.model.rows if r.register == register), key=lambda r: r.index)
+        return rows[position].index if 0 <= position < len(rows) else None
+
+    def _clear_filters(self) -> None:
+        self.register_combo.setCurrentIndex(0)
+        self.status_combo.setCurrentIndex(0)
+        self.filter_edit.clear()
+
     def current_row(self) -> EventRow | None:
         current = self.view.currentIndex()
         return current.data(ROW_ROLE) if current.isValid() else None

@@ -193,8 +193,42 @@ class ReportView(QWidget):
             self.set_entity(check.entity)
         name = CHECK_FIELDS.get(check.id)
         span = self.quote_pane.span_of(name) if name else None
-        self.details_pane.show_check(check, span)
+        self.details_pane.show_check(check, span, event_links(check))
 
     def reveal_field(self, name: str) -> None:
+        """A link of a check's evidence: a quote field, or the log events it concerns (`event_links`)."""
+        kind, _, rest = name.partition(":")
+        if kind in ("event", "register", "register-event"):
+            numbers = [int(n) for n in rest.split(":")]
+            self.tabs.setCurrentWidget(self.eventlog_pane)
+            if kind == "register":
+                self.eventlog_pane.show_register(numbers[0])
+                return
+            index = numbers[0] if kind == "event" else self.eventlog_pane.log_index(numbers[0], numbers[1])
+            if index is not None:
+                self.eventlog_pane.show_event(index)
+            return
         self.tabs.setCurrentWidget(self.quote_pane)
         self.quote_pane.select_field(name)
+
+
+def event_links(check: Check) -> list[tuple[str, str]]:
+    """(href, text) of the log events a check concerns: the RTMR3 events whose digest or preimage disagrees, the
+    registers that do not replay, the RTMR0-2 events that differ from the measurement (counted within their
+    register), else the register the check is about."""
+    d = check.details
+    if check.id == "eventlog.rtmr3_payloads":
+        bad = [r for r in d.get("events", []) if isinstance(r, dict) and isinstance(r.get("index"), int)
+               and (r.get("digest_field_matches") is False or r.get("preimage_matches") is False)]
+        return [(f"event:{r['index']}", f"event {r['index']} ({r.get('name') or 'unnamed'})") for r in bad[:3]] or \
+            [("register:3", "the RTMR3 events")]
+    if check.id == "eventlog.replay":
+        return [(f"register:{m[-1]}", f"the RTMR{m[-1]} events") for m in d.get("mismatches", [])
+                if isinstance(m, str) and m in ("rtmr0", "rtmr1", "rtmr2", "rtmr3")]
+    if check.id in ("os.rtmr0", "os.rtmr1", "os.rtmr2"):
+        register = int(check.id[-1])
+        differing = [r for r in d.get("events", []) if isinstance(r, dict) and r.get("match") is False
+                     and isinstance(r.get("index"), int)]
+        return [(f"register-event:{register}:{r['index']}", f"RTMR{register} event {r['index']} ({r.get('what')})")
+                for r in differing[:3]] or [(f"register:{register}", f"the RTMR{register} events")]
+    return []
