@@ -77,6 +77,8 @@ class UserSettings(BaseModel):
     min_tcb_evaluation_data_number: int = Field(default=0, ge=0, le=999_999_999)
     allowed_mrseams: list[str] = Field(default_factory=list, max_length=256)  # empty: any TDX module build
     allowed_os_images: list[str] = Field(default_factory=list, max_length=256)  # empty: any OS image
+    # Key ids (SHA-256 of the raw Ed25519 public key) of the pack signers the user trusts; their own key counts too.
+    trusted_signers: list[str] = Field(default_factory=list, max_length=256)
 
     @field_validator("allowed_mrseams")
     @classmethod
@@ -87,6 +89,11 @@ class UserSettings(BaseModel):
     @classmethod
     def _os_images(cls, v: list[str]) -> list[str]:
         return [os_image_hex(item) for item in v]
+
+    @field_validator("trusted_signers")
+    @classmethod
+    def _signers(cls, v: list[str]) -> list[str]:
+        return [signer_id(item) for item in v]
 
     @field_validator("rpc_urls")
     @classmethod
@@ -107,6 +114,14 @@ class UserSettings(BaseModel):
         return TcbPolicy(max_collateral_age_seconds=age or None,
                          min_tcb_evaluation_data_number=self.min_tcb_evaluation_data_number or None,
                          allowed_mrseams=self.allowed_mrseams or None)
+
+
+def signer_id(text: str) -> str:
+    """A pack signer's key id as kept: 64 lower-case hex digits; the fingerprint form (groups of four) is accepted."""
+    value = "".join(text.split()).lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"{text[:40]!r} is not a key id (the 64 hex digits of a fingerprint)")
+    return value
 
 
 def settings_path() -> Path:

@@ -157,8 +157,35 @@ def test_export_a_signed_pack_then_open_it(window, qtbot, tmp_path):
     result = window.last_pack
     assert result.ok, [p.message for p in result.problems]
     assert window.pack_dialog.isVisible() and "PACK VERIFIED" in window.pack_dialog.text.toPlainText()
+    assert result.key_source == "trusted"  # the user's own key: their own export
+    assert window.pack_dialog.headline.text().startswith("The pack verifies, signed by a key you trust")
     qtbot.waitUntil(lambda: window.store.count() == count + 1, timeout=WAIT_MS)  # saved from the pool
     assert [c.status for c in window.report.checks] == [c.status for c in report.checks]
+
+
+def test_a_pack_from_another_signer_is_intact_but_not_trusted_until_named(window, qtbot, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from dstack_verifier.report.export import export_pack
+    from dstack_verifier.report.keys import fingerprint, key_id
+    from dstack_verifier.verification import verify_evidence
+
+    demo = load_demo()
+    other = Ed25519PrivateKey.from_private_bytes(b"\x09" * 32)
+    out = tmp_path / "theirs.zip"
+    export_pack(verify_evidence(demo.app_items, demo.options()), out, other)
+    window.open_pack(out)
+    qtbot.waitUntil(lambda: getattr(window, "last_pack", None) is not None, timeout=WAIT_MS)
+    assert window.last_pack.ok and window.last_pack.key_source == "embedded"
+    headline = window.pack_dialog.headline.text()
+    assert "is not a key you trust" in headline and fingerprint(other.public_key()) in headline
+    assert window.pack_dialog.windowTitle() == "Evidence pack intact, signer not trusted"
+    grouped = fingerprint(other.public_key())  # pasted as shown
+    window.apply_settings(UserSettings.model_validate({**window.settings.model_dump(), "trusted_signers": [grouped]}))
+    assert window.settings.trusted_signers == [key_id(other.public_key())]
+    window.last_pack = None
+    window.open_pack(out)
+    qtbot.waitUntil(lambda: getattr(window, "last_pack", None) is not None, timeout=WAIT_MS)
+    assert window.last_pack.key_source == "trusted" and "one of the signers you trust" in window.last_pack.key_note
 
 
 def test_a_tampered_pack_says_so(window, qtbot, tmp_path):

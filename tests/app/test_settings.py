@@ -158,6 +158,20 @@ def test_accepted_os_images_are_checked_in_the_dialog(qtbot, config: Path) -> No
     assert load_settings() == (result, None)
 
 
+def test_trusted_signers_are_checked_in_the_dialog(qtbot, config: Path) -> None:
+    dialog = SettingsDialog(UserSettings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.trusted_signers.setText("dbc2 9825")
+    dialog.accept()
+    assert dialog.isVisible() and dialog.error.text().startswith("Trusted pack signers: 'dbc2 9825' is not a key id")
+    fingerprint = " ".join(["dbc2"] * 16)
+    dialog.trusted_signers.setText(f"{fingerprint}, {'AB' * 32}")
+    dialog.accept()
+    result = dialog.result_settings
+    assert result is not None and result.trusted_signers == ["dbc2" * 16, "ab" * 32]
+
+
 def test_dialog_reports_a_failed_save(qtbot, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

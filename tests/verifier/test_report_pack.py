@@ -97,6 +97,15 @@ def test_a_pack_re_runs_under_the_os_images_it_accepted(tmp_path: Path) -> None:
     assert f"<td>Accepted OS images</td><td><span class='mono'>{'ab' * 32}</span>" in html
 
 
+def test_a_carried_key_whose_id_is_trusted_counts_as_trusted(pack: Path) -> None:
+    from dstack_verifier.report.keys import key_id
+
+    trusted = verify_pack(pack, trusted_ids={key_id(KEY.public_key())})
+    assert trusted.ok and trusted.key_source == "trusted" and "one of the signers you trust" in trusted.key_note
+    other = verify_pack(pack, trusted_ids={key_id(OTHER_KEY.public_key())})
+    assert other.ok and other.key_source == "embedded" and "not a trusted one" in other.key_note
+
+
 def test_pack_layout_and_statement(pack: Path, demo_report: Report) -> None:
     members = read_pack(pack)
     evidence = sorted(n for n in members if n.startswith("evidence/"))

@@ -170,16 +170,30 @@ def describe_pack(result: PackVerification) -> str:
     return "\n".join(lines)
 
 
+def pack_headline(result: PackVerification) -> str:
+    """What a pack verification established, in one line: intact is not the same as signed by someone known."""
+    if not result.ok:
+        return "The pack does NOT verify — see the problems below."
+    if result.key_source == "trusted":
+        return "The pack verifies, signed by a key you trust: signature, digests and an offline re-run agree."
+    return (f"The pack is intact and its offline re-run agrees, but its signer {result.fingerprint} is not a key you "
+            "trust: compare that fingerprint with the signer's, then add it to the trusted signers in the settings.")
+
+
 class PackResultDialog(QDialog):
     def __init__(self, result: PackVerification, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Evidence pack " + ("verified" if result.ok else "does NOT verify"))
+        trusted = result.ok and result.key_source == "trusted"
+        self.setWindowTitle("Evidence pack " + (("verified" if trusted else "intact, signer not trusted")
+                                                if result.ok else "does NOT verify"))
         self.text = QPlainTextEdit(describe_pack(result))
         self.text.setReadOnly(True)
         self.text.setFont(fixed_font())
         self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
-        headline = QLabel("The pack verifies: signature, digests and an offline re-run agree." if result.ok else
-                          "The pack does not verify — see the problems below.")
-        headline.setStyleSheet(f"font-weight: bold; color: {'#2e7d32' if result.ok else '#c62828'};")
+        headline = QLabel(pack_headline(result))
+        headline.setWordWrap(True)
+        color = "#2e7d32" if trusted else "#b26a00" if result.ok else "#c62828"
+        headline.setStyleSheet(f"font-weight: bold; color: {color};")
+        self.headline = headline
         _close_layout(self, headline, self.text, (760, 460))
         self.setWindowModality(Qt.WindowModality.WindowModal)

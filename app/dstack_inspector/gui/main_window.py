@@ -10,6 +10,7 @@ verification, a pack export or a pack verification.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +44,7 @@ from ..settings import UserSettings, cache_dir, load_settings, save_settings
 from ..store import StoreError, TaskStore
 from ..workers import POOL_THREADS, CallWorker, VerifyJob, VerifyWorker, save_report
 from .copying import install_copy_everywhere
+from .dialogs import pack_headline
 from .history_view import HistoryView
 from .report_view import ReportView
 from .tasks_view import TasksView
@@ -758,8 +760,21 @@ class MainWindow(QMainWindow):
         from dstack_verifier.report.verify_pack import verify_pack
 
         images = ImageOptions(cache_dir=cache_dir())
-        self._call(lambda: verify_pack(path, images=images), self._on_pack, f"Verifying the pack {path.name}")
+        trusted = self.trusted_signer_ids()
+        self._call(lambda: verify_pack(path, trusted_ids=trusted, images=images), self._on_pack,
+                   f"Verifying the pack {path.name}")
         return True
+
+    def trusted_signer_ids(self) -> frozenset[str]:
+        """The pack signers the settings name, and the user's own signing key (their own exports)."""
+        from dstack_verifier.report.keys import key_id, load_signing_key
+
+        ids = set(self.settings.trusted_signers)
+        path = self.signing_key_path()
+        if path.exists():
+            with contextlib.suppress(InputError):  # an unusable key is reported where it is used
+                ids.add(key_id(load_signing_key(path).public_key()))
+        return frozenset(ids)
 
     def _on_pack(self, result: object) -> None:
         from dstack_verifier.report.verify_pack import PackVerification
@@ -780,7 +795,7 @@ class MainWindow(QMainWindow):
             self._set_state("done")
         self.pack_dialog = PackResultDialog(result, self)
         self.pack_dialog.show()
-        self.statusBar().showMessage("The pack verifies" if result.ok else "The pack does NOT verify", 10000)
+        self.statusBar().showMessage(pack_headline(result), 10000)
 
     # ---- settings -----------------------------------------------------------------------------------------------
     def show_settings(self) -> None:

@@ -99,6 +99,10 @@ class SettingsDialog(QDialog):
         self.allowed_os_images.setToolTip("os_image_hash values (hex, separated by commas or spaces) of the dstack OS "
                                           "images to accept, e.g. the releases you reviewed: os.image_hash fails for "
                                           "any other")
+        self.trusted_signers = QLineEdit()
+        self.trusted_signers.setPlaceholderText("only your own signing key")
+        self.trusted_signers.setToolTip("Fingerprints (key ids) of the people whose evidence packs you trust, "
+                                        "separated by commas; compare each with its owner before adding it")
         self.theme = QComboBox()
         for key, label in THEME_LABELS.items():
             self.theme.addItem(label, key)
@@ -123,6 +127,7 @@ class SettingsDialog(QDialog):
         form2.addRow("Image cache limit:", self.image_cache_cap)
         form2.addRow("Accept only these OS images:", self.allowed_os_images)
         form2.addRow("Signing key:", self._with_browse(self.signing_key_path, self._browse_key))
+        form2.addRow("Trusted pack signers:", self.trusted_signers)
         policy = QGroupBox("TCB policy")
         form4 = QFormLayout(policy)
         form4.addRow("Warn on collateral older than:", self.max_collateral_age)
@@ -181,6 +186,7 @@ class SettingsDialog(QDialog):
         self.min_tcb_eval.setValue(s.min_tcb_evaluation_data_number)
         self.allowed_mrseams.setText(", ".join(s.allowed_mrseams))
         self.allowed_os_images.setText(", ".join(s.allowed_os_images))
+        self.trusted_signers.setText(", ".join(s.trusted_signers))
         self.theme.setCurrentIndex(self.theme.findData(s.theme))
         self.error.hide()
 
@@ -205,6 +211,8 @@ class SettingsDialog(QDialog):
             "min_tcb_evaluation_data_number": self.min_tcb_eval.value(),
             "allowed_mrseams": self.allowed_mrseams.text().replace(",", " ").split(),
             "allowed_os_images": self.allowed_os_images.text().replace(",", " ").split(),
+            # Commas only: a fingerprint is written in groups of four digits separated by spaces.
+            "trusted_signers": [t for t in self.trusted_signers.text().split(",") if t.strip()],
             "theme": self.theme.currentData(),
             **self._kept,
         })
@@ -217,7 +225,8 @@ class SettingsDialog(QDialog):
         fields: dict[str, tuple[str, QWidget | None]] = {
             "pccs_url": ("PCCS URL", self.pccs_url), "cloud_api_url": ("Phala Cloud API URL", self.cloud_api_url),
             "rpc_urls": ("JSON-RPC URLs", None), "allowed_mrseams": ("Accepted TDX modules", self.allowed_mrseams),
-            "allowed_os_images": ("Accepted OS images", self.allowed_os_images)}
+            "allowed_os_images": ("Accepted OS images", self.allowed_os_images),
+            "trusted_signers": ("Trusted pack signers", self.trusted_signers)}
         return fields.get(str(loc[0]) if loc else "", ("Settings", None))
 
     def _show_error(self, text: str, widget: QWidget | None) -> None:

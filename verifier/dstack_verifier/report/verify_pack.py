@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -93,10 +94,13 @@ class _Pack:
 
 
 def verify_pack(path: Path, trusted_key: Ed25519PublicKey | None = None, *,
-                images: ImageOptions | None = None) -> PackVerification:
-    """InputError when the file is not a safe, readable zip; every other finding is a problem in the result."""
+                trusted_ids: Collection[str] = (), images: ImageOptions | None = None) -> PackVerification:
+    """InputError when the file is not a safe, readable zip; every other finding is a problem in the result.
+
+    `trusted_key` checks the signature with that key; without it, the key the pack carries is used, and it counts
+    as trusted when its key id (SHA-256 of the raw public key, hex) is among `trusted_ids`."""
     pack = _Pack(read_pack(path), PackVerification(path=str(path)))
-    key = _signing_key(pack, trusted_key)
+    key = _signing_key(pack, trusted_key, trusted_ids)
     if key is None:
         return pack.result
     try:
@@ -131,7 +135,8 @@ def verify_pack(path: Path, trusted_key: Ed25519PublicKey | None = None, *,
     return pack.result
 
 
-def _signing_key(pack: _Pack, trusted: Ed25519PublicKey | None) -> Ed25519PublicKey | None:
+def _signing_key(pack: _Pack, trusted: Ed25519PublicKey | None,
+                 trusted_ids: Collection[str]) -> Ed25519PublicKey | None:
     result = pack.result
     if trusted is not None:
         key, result.key_source = trusted, "trusted"
@@ -146,10 +151,15 @@ def _signing_key(pack: _Pack, trusted: Ed25519PublicKey | None) -> Ed25519Public
         except InputError as exc:
             pack.problem("signature", exc.describe())
             return None
-        result.key_source = "embedded"
-        result.key_note = (f"signature checked with the key the pack carries ({fingerprint(key)}), not a trusted "
-                           "one: this proves the pack is unchanged since it was signed, not who signed it "
-                           "(give --trusted-key to check the signer)")
+        if key_id(key) in trusted_ids:
+            result.key_source = "trusted"
+            result.key_note = (f"signature checked with the key the pack carries ({fingerprint(key)}), which is one "
+                               "of the signers you trust")
+        else:
+            result.key_source = "embedded"
+            result.key_note = (f"signature checked with the key the pack carries ({fingerprint(key)}), not a "
+                               "trusted one: this proves the pack is unchanged since it was signed, not who signed "
+                               "it (give --trusted-key to check the signer)")
     result.key_id, result.fingerprint = key_id(key), fingerprint(key)
     return key
 
