@@ -248,6 +248,13 @@ def test_verify_an_app_by_id_from_loopback_servers(qtbot, tmp_path, monkeypatch)
         assert set(report.entities) == {"app", "kms", "gateway"}
         assert win.store.get(win.task_id).source == "online"
         assert win.store.get(win.task_id).app_id == dataset.app_id
+        # The Network tab lists what was asked beyond the Cloud answer (an input of its own): the gateway's
+        # acme-info and the KMS's GetMeta, all on this loopback server.
+        network = win.view.network_pane
+        urls = [x.url for x in network.exchanges]
+        assert urls == [server.url + "/.dstack/acme-info", server.url + "/prpc/KMS.GetMeta"]
+        assert network.table.rowCount() == 2 and network.table.item(0, 3).text() == "200"
+        assert f"with 1 host(s): {server.url.split('/')[2]}" in network.summary.text()
         win.offline_action.setChecked(True)
         assert not win.open_app(dataset.app_id)
         assert "needs the network" in win.message_bar.text()

@@ -14,6 +14,7 @@ from .cert_pane import CertificatePane, entity_quote
 from .checks_pane import ChecksPane, DetailsPane
 from .eventlog_pane import EventLogPane
 from .graph_view import TrustGraphView
+from .network_pane import NetworkPane
 from .object_pane import ObjectPane
 from .quote_pane import CHECK_FIELDS, InputsTable, QuotePane
 from .tcb_pane import TcbPane
@@ -38,6 +39,7 @@ class ReportView(QWidget):
         self.tcb_pane = TcbPane()
         self.report_tree = KeyValueTree()
         self.inputs_table = InputsTable()
+        self.network_pane = NetworkPane()
 
         checks = QSplitter(Qt.Orientation.Horizontal)
         checks.addWidget(self.checks_pane)
@@ -53,6 +55,7 @@ class ReportView(QWidget):
         self.tabs.addTab(self.tcb_pane, "TCB")
         self.tabs.addTab(self.report_tree, "Report")
         self.tabs.addTab(self.inputs_table, "Inputs")
+        self.tabs.addTab(self.network_pane, "Network")
         self.entity_combo = QComboBox()
         self.entity_combo.setToolTip("The entity the Quote, Event log, Certificates and TCB tabs show")
         self.entity_combo.currentIndexChanged.connect(self._on_entity_combo)
@@ -91,6 +94,7 @@ class ReportView(QWidget):
             self._show_entity(None)
             self.report_tree.clear()
             self.inputs_table.set_inputs(None)
+            self.network_pane.set_report(None)
             return
         self.checks_pane.set_checks(report.checks)
         self.graph.set_graph(report.data_objects, report.relationships, report.checks)
@@ -116,6 +120,7 @@ class ReportView(QWidget):
                      for e in entities]
         self.report_tree.set_data(sections, expand_depth=0)
         self.inputs_table.set_inputs(report)
+        self.network_pane.set_report(report)
         mine = [c for c in report.checks if c.entity == entity] or report.checks
         first = next((c for c in mine if c.status in FINDING_STATUSES), None) or (mine[0] if mine else None)
         if first is not None:
