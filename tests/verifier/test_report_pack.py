@@ -116,7 +116,10 @@ def test_pack_layout_and_statement(pack: Path, demo_report: Report) -> None:
     envelope = parse_envelope(members["statement.dsse.json"], "statement.dsse.json")
     assert envelope.payload_type == "application/vnd.in-toto+json"
     statement = parse_statement(envelope.verify(KEY.public_key()), "s", VERIFICATION_PREDICATE)
-    assert set(statement.digests()) == {*evidence, "report.json"}
+    app = demo_report.entities["app"]["app_info"]
+    identity = f"dstack-app:{app['app_id']}"
+    assert set(statement.digests()) == {*evidence, "report.json", identity}
+    assert statement.digests()[identity] == app["compose_hash"]  # the app, named by what it runs
     predicate = statement.predicate
     assert predicate["verifiedAt"] == demo_report.verified_at and predicate["timeVerified"].endswith("Z")
     assert predicate["trustAnchor"]["sha256"] == demo_report.policy["trust_anchor"]["sha256"]
@@ -126,6 +129,38 @@ def test_pack_layout_and_statement(pack: Path, demo_report: Report) -> None:
     html = members["report.html"].decode()
     assert "hardware.quote_signature" in html and key_fingerprint_in(html)
     assert "<script" not in html
+
+
+def test_a_statement_naming_another_app_fails_the_re_run(tmp_path: Path, pack: Path) -> None:
+    """The identity subjects are held to the evidence: a statement re-signed (by the same key, renderings bound
+    anew) to give the app another compose hash is refused by the re-run."""
+    import hashlib
+
+    from dstack_verifier.report.pack import HTML_FILE, RENDERINGS_FILE
+    from dstack_verifier.report.statement import (
+        RENDERING_PREDICATE,
+        RenderingPredicate,
+        is_identity_subject,
+        make_statement,
+        subject,
+    )
+
+    members = read_pack(pack)
+    signed = parse_statement(parse_envelope(members["statement.dsse.json"], "s").verify(KEY.public_key()), "s",
+                             VERIFICATION_PREDICATE)
+    lying = signed.model_copy(update={"subject": [
+        s.model_copy(update={"digest": {"sha256": "00" * 32}}) if is_identity_subject(s.name) else s
+        for s in signed.subject]})
+    payload = lying.payload()
+    members["statement.dsse.json"] = sign_envelope(payload, KEY).to_json()
+    bound = make_statement([subject(HTML_FILE, members[HTML_FILE])], RENDERING_PREDICATE,
+                           RenderingPredicate(statement={"sha256": hashlib.sha256(payload).hexdigest()}))
+    members[RENDERINGS_FILE] = sign_envelope(bound.payload(), KEY).to_json()
+    out = tmp_path / "lying.zip"
+    write_pack(members, out)
+    result = verify_pack(out)
+    assert [p.kind for p in result.problems] == ["difference"], [p.line() for p in result.problems]
+    assert "the evidence tells other app identities than the statement" in result.problems[0].message
 
 
 def key_fingerprint_in(html: str) -> bool:

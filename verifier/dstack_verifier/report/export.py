@@ -39,6 +39,7 @@ from .statement import (
     PackedInput,
     RenderingPredicate,
     VerificationPredicate,
+    identity_subjects,
     make_statement,
     subject,
     verification_predicate,
@@ -85,7 +86,8 @@ def export_pack(report: Report, out: Path, key: Ed25519PrivateKey, *, anchor: Tr
     anchor_info = _pack_anchor(report, anchor, members, source)
     members[REPORT_FILE] = report.to_json().encode() + b"\n"
     predicate = verification_predicate(report, evidence, anchor_info)
-    payload = make_statement([subject(n, d) for n, d in members.items()], VERIFICATION_PREDICATE, predicate).payload()
+    subjects = [subject(n, d) for n, d in members.items()] + identity_subjects(report)
+    payload = make_statement(subjects, VERIFICATION_PREDICATE, predicate).payload()
     members[STATEMENT_FILE] = sign_envelope(payload, key).to_json()
 
     public = key.public_key()

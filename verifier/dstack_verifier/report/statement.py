@@ -5,6 +5,7 @@ statement."""
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,6 +101,30 @@ class RenderingPredicate(_Camel):
 
 def subject(name: str, data: bytes) -> Subject:
     return Subject(name=name, digest={"sha256": hashlib.sha256(data).hexdigest()})
+
+
+_IDENTITY = re.compile(r"dstack-(app|kms|gateway):[0-9a-f]{1,128}")
+
+
+def is_identity_subject(name: str) -> bool:
+    return _IDENTITY.fullmatch(name) is not None
+
+
+def identity_subjects(report: Report) -> list[Subject]:
+    """What each verified entity is, as the statement's subjects say it to policy tools: `dstack-<entity>:<app id>`
+    with the compose hash as its sha256 (the digest of the app-compose it runs). Only from RTMR3 events bound to the
+    quote: a report keeps `app_info` only once `eventlog.rtmr3_payloads` held."""
+    out = []
+    for entity in ("app", "kms", "gateway"):
+        info = report.entities.get(entity, {}).get("app_info")
+        if not isinstance(info, dict):
+            continue
+        app_id, compose = info.get("app_id"), info.get("compose_hash")
+        name = f"dstack-{entity}:{app_id}"
+        if isinstance(app_id, str) and isinstance(compose, str) and is_identity_subject(name) \
+                and re.fullmatch(r"[0-9a-f]{64}", compose):
+            out.append(Subject(name=name, digest={"sha256": compose}))
+    return out
 
 
 def verification_predicate(report: Report, evidence: list[PackedInput], anchor: AnchorInfo) -> VerificationPredicate:

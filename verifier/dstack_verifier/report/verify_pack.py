@@ -38,6 +38,8 @@ from .statement import (
     RenderingPredicate,
     Statement,
     VerificationPredicate,
+    identity_subjects,
+    is_identity_subject,
     parse_predicate,
     parse_statement,
 )
@@ -126,6 +128,11 @@ def verify_pack(path: Path, trusted_key: Ed25519PublicKey | None = None, *,
     rerun = _rerun(pack, predicate, images)
     if rerun is not None:
         pack.result.rerun = rerun
+        signed = {n: d for n, d in pack.signed.items() if is_identity_subject(n)}
+        found = {s.name: s.digest["sha256"] for s in identity_subjects(rerun)}
+        if found != signed:
+            pack.problem("difference", "the evidence tells other app identities than the statement: signed "
+                                       f"{_identities(signed)}, re-run {_identities(found)}")
         pack.result.differences = diff_checks(predicate, rerun)
         for d in pack.result.differences:
             if d.not_run_either:
@@ -176,6 +183,8 @@ def _signed_statement(pack: _Pack, key: Ed25519PublicKey, member: str, predicate
 
 def _check_digests(pack: _Pack, statement: Statement, bound: Statement) -> None:
     for name, digest in pack.signed.items():
+        if is_identity_subject(name):  # an app's identity, not a file: the re-run is held to it
+            continue
         data = pack.members.get(name)
         if data is None:
             pack.problem("missing", "signed, but missing from the pack", name)
@@ -188,6 +197,10 @@ def _check_digests(pack: _Pack, statement: Statement, bound: Statement) -> None:
     unsigned = set(pack.members) - set(pack.signed) - {STATEMENT_FILE, RENDERINGS_FILE, PUBLIC_KEY_FILE}
     for name in sorted(unsigned):
         pack.problem("extra", "not covered by the signature (added after signing)", name)
+
+
+def _identities(subjects: dict[str, str]) -> str:
+    return ", ".join(f"{n} (compose {d[:16]}…)" for n, d in sorted(subjects.items())) or "none"
 
 
 def _signed_report(pack: _Pack, predicate: VerificationPredicate) -> Report | None:
