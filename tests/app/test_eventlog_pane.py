@@ -209,3 +209,19 @@ def test_a_check_links_to_the_events_it_concerns(qtbot) -> None:
     assert {r.register for r in pane.visible_rows()} == {1} and pane.current_row().register == 1
     view.reveal_field(href)
     assert pane.current_row().index == kernel and len(pane.visible_rows()) == len(events)
+
+
+def test_a_runtime_event_shows_the_bytes_its_digest_hashes(demo: Report) -> None:
+    """The preimage, so that a reviewer can redo SHA-384 by hand: type, ':', name, ':', payload (V1)."""
+    import hashlib
+
+    from dstack_inspector.gui.eventlog_pane import event_detail
+
+    row = next(r for r in event_rows(demo, "app") if r.name == "compose-hash")
+    preimage = bytes.fromhex(row.preimage)
+    assert preimage == (0x08000001).to_bytes(4, "little") + b":compose-hash:" + (row.payload or b"")
+    assert hashlib.sha384(preimage).hexdigest() == row.recomputed
+    digest = dict(event_detail(row))["Digest"]
+    assert digest["preimage (SHA-384 of these bytes)"] == row.preimage
+    firmware = next(r for r in event_rows(demo, "app") if r.register == 0)
+    assert firmware.preimage == "" and "preimage (SHA-384 of these bytes)" not in dict(event_detail(firmware))["Digest"]

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from dstack_verifier.eventlog import decode_payload
+from dstack_verifier.eventlog import RUNTIME_EVENT_TYPE, Event, decode_payload, runtime_preimage
 from dstack_verifier.model import Report
 from PySide6.QtCore import (
     QAbstractTableModel,
@@ -55,7 +55,6 @@ _STATUS_TIPS = {
     NOT_RECOMPUTED: "nothing recomputed this digest: it is taken from the log as it is",
 }
 
-RUNTIME_EVENT_TYPE = 0x08000001
 # TCG PC Client / UEFI event types, and dstack's runtime event type.
 EVENT_TYPE_NAMES = {
     0x0: "EV_PREBOOT_CERT", 0x1: "EV_POST_CODE", 0x3: "EV_NO_ACTION", 0x4: "EV_SEPARATOR", 0x5: "EV_ACTION",
@@ -110,6 +109,7 @@ class EventRow:
     what: str = ""  # what the measurement says the event is (RTMR0–2)
     source: str = ""  # where the recomputed digest comes from
     note: str = ""
+    preimage: str = ""  # hex: the bytes whose SHA-384 is the recomputed digest (runtime events), to redo by hand
 
     @property
     def register_name(self) -> str:
@@ -143,6 +143,16 @@ def _digest_status(recorded: str, recomputed: str) -> str:
     return MATCH if padded.lower() == recomputed.lower() else MISMATCH
 
 
+def _preimage(row: EventRow, version: object) -> str:
+    if row.payload is None or row.event_type != RUNTIME_EVENT_TYPE or version not in (1, 2):
+        return ""
+    try:
+        event = Event(imr=3, event_type=row.event_type, name=row.name, payload=row.payload, version=version)
+    except ValueError:  # a hand-edited report: nothing to show rather than a wrong preimage
+        return ""
+    return runtime_preimage(event).hex()
+
+
 def event_rows(report: Report, entity: str) -> list[EventRow]:
     """The rows of the table for `entity`; empty when the report has no event log for it."""
     data = report.entities.get(entity) or {}
@@ -170,6 +180,7 @@ def event_rows(report: Report, entity: str) -> list[EventRow]:
             r = runtime[index]
             row.recomputed = r.get("recomputed_digest")
             row.source = f"recomputed from (type, name, payload), V{r.get('version', 1)} preimage"
+            row.preimage = _preimage(row, r.get("version"))
             if r.get("preimage_matches") is False:
                 row.status, row.note = MISMATCH, "the preimage in the log is not the canonical encoding"
             elif recorded and row.recomputed:
@@ -336,6 +347,8 @@ def event_detail(row: EventRow) -> list[tuple[str, Any]]:
     }
     if row.source:
         digests["recomputed from"] = row.source
+    if row.preimage:
+        digests["preimage (SHA-384 of these bytes)"] = row.preimage
     if row.note:
         digests["note"] = row.note
     return [("Event", event), ("Payload", payload), ("Digest", digests)]
