@@ -22,6 +22,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -56,33 +57,47 @@ STATUS_ROLE = Qt.ItemDataRole.UserRole + 2
 KEY_ROLE = Qt.ItemDataRole.UserRole + 4  # "entity/id": a check id repeats across entities
 
 
+# What the "Show" choice keeps: None is every check. Skipped checks have a choice of their own: they proved nothing,
+# and a reviewer wants to see what was not checked as readily as what failed.
+SHOW_CHOICES: dict[str, frozenset[CheckStatus] | None] = {
+    "All checks": None,
+    "Findings (fail, warn, error)": frozenset(FINDING_STATUSES),
+    "Failed": frozenset({CheckStatus.FAIL}),
+    "Warnings": frozenset({CheckStatus.WARN}),
+    "Errors": frozenset({CheckStatus.ERROR}),
+    "Skipped (not checked)": frozenset({CheckStatus.SKIP}),
+    "Passed": frozenset({CheckStatus.PASS}),
+}
+FINDINGS_CHOICE = "Findings (fail, warn, error)"
+
+
 class ChecksFilter(QSortFilterProxyModel):
-    """Text filter on id and summary, and "findings only"; groups stay when one of their checks matches."""
+    """Text filter on id and summary, and a set of statuses; groups stay when one of their checks matches."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setRecursiveFilteringEnabled(True)
         self.text = ""
-        self.findings_only = False
+        self.statuses: frozenset[CheckStatus] | None = None
 
-    def set_filter(self, text: str, findings_only: bool) -> None:
+    def set_filter(self, text: str, statuses: frozenset[CheckStatus] | None) -> None:
         if hasattr(self, "beginFilterChange"):  # Qt >= 6.9; invalidateFilter() is deprecated there
             self.beginFilterChange()
-            self.text, self.findings_only = text.strip().lower(), findings_only
+            self.text, self.statuses = text.strip().lower(), statuses
             self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
         else:
-            self.text, self.findings_only = text.strip().lower(), findings_only
+            self.text, self.statuses = text.strip().lower(), statuses
             self.invalidateFilter()
 
     def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:
         model = self.sourceModel()
         index = model.index(row, 0, parent)
         check_id = model.data(index, CHECK_ID_ROLE)
-        if not self.text and not self.findings_only:
+        if not self.text and self.statuses is None:
             return True
         if check_id is None:
             return False  # a group: shown when a child matches (recursive filtering)
-        if self.findings_only and model.data(index, STATUS_ROLE) not in FINDING_STATUSES:
+        if self.statuses is not None and model.data(index, STATUS_ROLE) not in self.statuses:
             return False
         summary = model.data(model.index(row, 2, parent)) or ""
         return not self.text or self.text in check_id.lower() or self.text in summary.lower()
@@ -115,10 +130,15 @@ class ChecksPane(QWidget):
         header.setStretchLastSection(True)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.show_combo = QComboBox()
+        for label in SHOW_CHOICES:
+            self.show_combo.addItem(label)
+        self.show_combo.setToolTip("Which checks to list, by status")
         title = QLabel("Checks")
         title.setObjectName("paneTitle")
         top = QHBoxLayout()
         top.addWidget(title)
+        top.addWidget(self.show_combo)
         top.addWidget(self.filter_edit, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -127,8 +147,8 @@ class ChecksPane(QWidget):
         layout.addWidget(self.view, 1)
         self._checks: dict[str, Check] = {}
         self._groups: dict[str, tuple[str, list[Check]]] = {}
-        self._findings_only = False
         self.filter_edit.textChanged.connect(self._apply_filter)
+        self.show_combo.currentIndexChanged.connect(self._apply_filter)
         self.view.selectionModel().currentRowChanged.connect(self._on_current)
 
     def set_checks(self, checks: list[Check]) -> None:
@@ -190,11 +210,11 @@ class ChecksPane(QWidget):
         return [name, status, summary]
 
     def set_findings_only(self, on: bool) -> None:
-        self._findings_only = on
-        self._apply_filter()
+        """The findings badge's toggle: the findings, or every check again."""
+        self.show_combo.setCurrentText(FINDINGS_CHOICE if on else "All checks")
 
     def _apply_filter(self) -> None:
-        self.proxy.set_filter(self.filter_edit.text(), self._findings_only)
+        self.proxy.set_filter(self.filter_edit.text(), SHOW_CHOICES[self.show_combo.currentText()])
         self.view.expandAll()
 
     def _source_index(self, check_id: str, entity: str | None = None) -> QModelIndex | None:
