@@ -225,3 +225,10 @@ def test_a_runtime_event_shows_the_bytes_its_digest_hashes(demo: Report) -> None
     assert digest["preimage (SHA-384 of these bytes)"] == row.preimage
     firmware = next(r for r in event_rows(demo, "app") if r.register == 0)
     assert firmware.preimage == "" and "preimage (SHA-384 of these bytes)" not in dict(event_detail(firmware))["Digest"]
+
+
+def test_a_boot_event_says_what_it_varies_with(demo: Report) -> None:
+    from dstack_inspector.gui.eventlog_pane import event_detail
+
+    hob = next(r for r in event_rows(demo, "app") if r.what == "TD HOB")
+    assert dict(event_detail(hob))["Event"]["varies with"].startswith("vm_config.memory_size")

@@ -282,6 +282,11 @@ def test_a_changed_kernel(capsys: pytest.CaptureFixture[str], scenario: Scenario
     assert any("the hardware measured os_image_hash" in p and old_hash in p and new_hash in p for p in problems)
     summary = checks["os.rtmr1"]["summary"]
     assert summary.startswith("RTMR1 event 0, the kernel image") and "differs" in summary, summary
+    # Where to look: what the differing event's digest changes with.
+    assert summary.endswith("; it varies with the bzImage, and its setup header as QEMU patches it: "
+                            "vm_config.memory_size and the initrd's size")
+    rows = checks["os.rtmr1"]["details"]["events"]
+    assert rows[1]["varies_with"] == "nothing: a constant of the firmware (its ovmf_variant)"
 
 
 def test_a_changed_initrd(capsys: pytest.CaptureFixture[str], scenario: Scenario, tmp_path: Path) -> None:

@@ -110,6 +110,7 @@ class EventRow:
     source: str = ""  # where the recomputed digest comes from
     note: str = ""
     preimage: str = ""  # hex: the bytes whose SHA-384 is the recomputed digest (runtime events), to redo by hand
+    varies_with: str = ""  # what the expected digest changes with (RTMR0-2): where to look when it differs
 
     @property
     def register_name(self) -> str:
@@ -190,6 +191,7 @@ def event_rows(report: Report, entity: str) -> list[EventRow]:
         elif 0 <= register <= 2 and (f"rtmr{register}", nth) in measured:
             m = measured[(f"rtmr{register}", nth)]
             row.what, row.source = str(m.get("what", "")), str(m.get("source", ""))
+            row.varies_with = str(m.get("varies_with") or "")
             if row.source == "event-log-only":
                 row.note = "the measurement took this digest from the event log itself"
             elif isinstance(m.get("digest"), str):
@@ -335,6 +337,8 @@ def event_detail(row: EventRow) -> list[tuple[str, Any]]:
     }
     if row.what:
         event["measured as"] = row.what
+    if row.varies_with:
+        event["varies with"] = row.varies_with
     payload: dict[str, Any] = {"size": f"{len(row.payload)} bytes" if row.payload is not None else "not hex"}
     if row.decoded:
         payload["decoded"] = row.payload_text

@@ -419,7 +419,7 @@ MEASUREMENT_KEY_FIELDS = (
     "tdx_attestation_variant",
 )
 # Bump when the measurement code changes what it computes, so that old entries stop matching.
-MEASUREMENT_CACHE_VERSION = 1
+MEASUREMENT_CACHE_VERSION = 2  # 2: events say what they vary with
 _BYTES_FIELDS = ("mrtd", "rtmr0", "rtmr1", "rtmr2")
 
 

@@ -52,6 +52,7 @@ def _event_rows(expected: list[ExpectedEvent], logged: list[Event] | None) -> li
             "index": i,
             "what": exp.what,
             "source": exp.source,
+            "varies_with": exp.varies_with,
             "expected": exp.digest.hex(),
             "logged": log.digest.hex() if log is not None and log.digest is not None else None,
             "match": None if log is None or log.digest is None else log.digest == exp.digest,
@@ -96,6 +97,8 @@ def check_rtmr(register: Register, measurement: Measurement, quote: Quote, event
         first = differing[0]
         summary = (f"{name} event {first['index']}, {first['what']}, differs: expected {first['expected'][:16]}…, "
                    f"the event log has {str(first['logged'])[:16]}…")
+        if first.get("varies_with"):
+            summary += f"; it varies with {first['varies_with']}"
         if len(differing) > 1:
             summary += f" (and {len(differing) - 1} more)"
     else:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .model import DigestSource, ExpectedEvent
+from .model import VARIES_CONSTANT, VARIES_KERNEL, DigestSource, ExpectedEvent
 
 ACPI_DATA_SIZE = 0x28000  # what QEMU reserves below 4 GiB for ACPI data on a TDX guest (§4.1)
 SETUP_SIZE = 0x1000  # QEMU refuses a kernel shorter than this, and every byte it patches lies below it
@@ -315,10 +315,10 @@ def rtmr1_events(kernel_digest: bytes, source: DigestSource = "image") -> list[E
         raise InputError(f"the kernel digest is {len(kernel_digest)} bytes, expected 48 (SHA-384)",
                          field="kernel_authenticode")
     events = [ExpectedEvent(rtmr="rtmr1", index=0, digest=kernel_digest, what=KERNEL_EVENT_WHAT, source=source,
-                            event_type=EV_EFI_BOOT_SERVICES_APPLICATION)]
+                            event_type=EV_EFI_BOOT_SERVICES_APPLICATION, varies_with=VARIES_KERNEL)]
     for index, (text, event_type, what) in enumerate(RTMR1_CONSTANTS, start=1):
         events.append(ExpectedEvent(rtmr="rtmr1", index=index, digest=hashlib.sha384(text).digest(), what=what,
-                                    source="constant", event_type=event_type))
+                                    source="constant", event_type=event_type, varies_with=VARIES_CONSTANT))
     return events
 
 

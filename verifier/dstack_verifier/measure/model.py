@@ -25,6 +25,17 @@ class ExpectedEvent(BaseModel):
     what: str  # a person's words: "TD HOB", "EFI variable SecureBoot", "the kernel image", "ACPI tables"...
     source: DigestSource
     event_type: int | None = None  # the TCG event type the firmware logs it with, when known
+    varies_with: str = ""  # what the digest changes with: where to look when it differs (dstack-mr's diagnosis)
+
+
+# What the events' digests change with, named once for the paths that build them.
+VARIES_CONSTANT = "nothing: a constant of the firmware (its ovmf_variant)"
+VARIES_TD_HOB = "vm_config.memory_size (the TD's memory map) and the firmware's TDVF metadata"
+VARIES_ACPI = ("the virtual hardware as QEMU lays it out: vm_config.cpu_count, memory_size, qemu_version, "
+               "pci_hole64_size, hugepages, num_gpus, num_nvswitches, hotplug_off, num_nics, host_share_mode")
+VARIES_KERNEL = "the bzImage, and its setup header as QEMU patches it: vm_config.memory_size and the initrd's size"
+VARIES_CMDLINE = "metadata.json's cmdline, which carries the rootfs hash"
+VARIES_INITRD = "the initramfs file"
 
 
 class Measurement(BaseModel):
@@ -60,7 +71,7 @@ class Measurement(BaseModel):
             "inputs": self.inputs,
             "events": [
                 {"register": e.rtmr, "index": e.index, "digest": e.digest.hex(), "what": e.what,
-                 "source": e.source, "event_type": e.event_type}
+                 "source": e.source, "event_type": e.event_type, "varies_with": e.varies_with}
                 for e in self.events
             ],
         }

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from ..errors import InputError
 from ..eventlog import Event
-from .model import DigestSource, ExpectedEvent
+from .model import VARIES_ACPI, VARIES_CONSTANT, VARIES_TD_HOB, DigestSource, ExpectedEvent
 
 DIGEST_BYTES = 48
 ZERO_MR = bytes(DIGEST_BYTES)
@@ -180,17 +180,19 @@ def rtmr0_events(td_hob_digest: bytes, acpi: AcpiDigests, *, td_hob_source: Dige
         raise InputError(f"OVMF variant {ovmf_variant!r} is not supported (only {', '.join(SUPPORTED_OVMF_VARIANTS)})",
                          field="ovmf_variant")
     acpi_source: DigestSource = acpi.source
-    rows: list[tuple[bytes, str, DigestSource, int]] = [
-        (td_hob_digest, "TD HOB", td_hob_source, EV_EFI_HANDOFF_TABLES2),
-        (CFV_DIGEST, "CFV (configuration firmware volume)", "constant", EV_EFI_PLATFORM_FIRMWARE_BLOB2),
-        *((efi_variable_digest(name, guid), f"EFI variable {name}", "constant", EV_EFI_VARIABLE_DRIVER_CONFIG)
-          for name, guid in EFI_VARIABLES),
-        (SEPARATOR_DIGEST, "separator", "constant", EV_SEPARATOR),
-        (acpi.loader, "ACPI loader commands (etc/table-loader)", acpi_source, EV_PLATFORM_CONFIG_FLAGS),
-        (acpi.rsdp, "ACPI RSDP", acpi_source, EV_PLATFORM_CONFIG_FLAGS),
-        (acpi.tables, "ACPI tables", acpi_source, EV_PLATFORM_CONFIG_FLAGS),
-        (BOOT_ORDER_DIGEST, "BootOrder", "constant", EV_EFI_VARIABLE_BOOT),
-        (BOOT0000_DIGEST, "Boot0000", "constant", EV_EFI_VARIABLE_BOOT),
+    rows: list[tuple[bytes, str, DigestSource, int, str]] = [
+        (td_hob_digest, "TD HOB", td_hob_source, EV_EFI_HANDOFF_TABLES2, VARIES_TD_HOB),
+        (CFV_DIGEST, "CFV (configuration firmware volume)", "constant", EV_EFI_PLATFORM_FIRMWARE_BLOB2,
+         VARIES_CONSTANT),
+        *((efi_variable_digest(name, guid), f"EFI variable {name}", "constant", EV_EFI_VARIABLE_DRIVER_CONFIG,
+           VARIES_CONSTANT) for name, guid in EFI_VARIABLES),
+        (SEPARATOR_DIGEST, "separator", "constant", EV_SEPARATOR, VARIES_CONSTANT),
+        (acpi.loader, "ACPI loader commands (etc/table-loader)", acpi_source, EV_PLATFORM_CONFIG_FLAGS, VARIES_ACPI),
+        (acpi.rsdp, "ACPI RSDP", acpi_source, EV_PLATFORM_CONFIG_FLAGS, VARIES_ACPI),
+        (acpi.tables, "ACPI tables", acpi_source, EV_PLATFORM_CONFIG_FLAGS, VARIES_ACPI),
+        (BOOT_ORDER_DIGEST, "BootOrder", "constant", EV_EFI_VARIABLE_BOOT, VARIES_CONSTANT),
+        (BOOT0000_DIGEST, "Boot0000", "constant", EV_EFI_VARIABLE_BOOT, VARIES_CONSTANT),
     ]
-    return [ExpectedEvent(rtmr="rtmr0", index=i, digest=digest, what=what, source=source, event_type=event_type)
-            for i, (digest, what, source, event_type) in enumerate(rows)]
+    return [ExpectedEvent(rtmr="rtmr0", index=i, digest=digest, what=what, source=source, event_type=event_type,
+                          varies_with=varies)
+            for i, (digest, what, source, event_type, varies) in enumerate(rows)]

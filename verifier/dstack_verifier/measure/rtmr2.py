@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from ..errors import InputError
-from .model import DigestSource, ExpectedEvent
+from .model import VARIES_CMDLINE, VARIES_INITRD, DigestSource, ExpectedEvent
 
 EV_EVENT_TAG = 0x6
 # OVMF passes the initrd to the kernel as a file named "initrd"; the EFI stub sees (and measures) this suffix too.
@@ -60,9 +60,9 @@ def rtmr2_events_from_digests(cmdline_sha384: bytes, initrd_sha384: bytes,
             raise InputError(f"{len(digest)} bytes, expected 48 (SHA-384)", field=field)
     return [
         ExpectedEvent(rtmr="rtmr2", index=0, digest=cmdline_sha384, what=CMDLINE_WHAT, source=source,
-                      event_type=EV_EVENT_TAG),
+                      event_type=EV_EVENT_TAG, varies_with=VARIES_CMDLINE),
         ExpectedEvent(rtmr="rtmr2", index=1, digest=initrd_sha384, what=INITRD_WHAT, source=source,
-                      event_type=EV_EVENT_TAG),
+                      event_type=EV_EVENT_TAG, varies_with=VARIES_INITRD),
     ]
 
 
