@@ -80,6 +80,15 @@ def test_round_trip_verifies_and_re_runs_every_check(pack: Path, demo_report: Re
     assert trusted.ok and trusted.key_source == "trusted"
 
 
+def test_ear_status_of_an_entity() -> None:
+    from dstack_verifier.report.statement import ear_status
+
+    assert ear_status(["pass", "skip"]) == "affirming"
+    assert ear_status(["pass", "warn", "skip"]) == "warning"
+    assert ear_status(["pass", "warn", "fail"]) == "contraindicated"
+    assert ear_status(["pass", "error"]) == "none" and ear_status(["skip", "skip"]) == "none"
+
+
 def test_a_pack_re_runs_under_the_os_images_it_accepted(tmp_path: Path) -> None:
     """The accepted OS images are part of the signed policy: the re-run refuses the same image the signed run did
     (without them, it would pass os.image_hash and differ from what was signed)."""
@@ -93,6 +102,7 @@ def test_a_pack_re_runs_under_the_os_images_it_accepted(tmp_path: Path) -> None:
     result = verify_pack(out)
     assert result.ok and result.differences == [], [p.line() for p in result.problems]
     assert result.rerun is not None and result.rerun.policy["os_images"] == ["ab" * 32]
+    assert result.predicate is not None and result.predicate.submods["app"].status == "contraindicated"
     html = read_pack(out)["report.html"].decode()
     assert f"<td>Accepted OS images</td><td><span class='mono'>{'ab' * 32}</span>" in html
 
@@ -123,11 +133,13 @@ def test_pack_layout_and_statement(pack: Path, demo_report: Report) -> None:
     predicate = statement.predicate
     assert predicate["verifiedAt"] == demo_report.verified_at and predicate["timeVerified"].endswith("Z")
     assert predicate["trustAnchor"]["sha256"] == demo_report.policy["trust_anchor"]["sha256"]
+    assert predicate["submods"]["app"]["status"] == "affirming"  # EAR's tier: every check passed
     signed = [(c["id"], c["status"], c["anchor"]) for c in predicate["submods"]["app"]["checks"]]
     assert signed == [(c.id, c.status.value, c.anchor) for c in demo_report.checks]
     assert "timings" not in json.dumps(predicate)
     html = members["report.html"].decode()
     assert "hardware.quote_signature" in html and key_fingerprint_in(html)
+    assert "<span class='note'>(appraisal: affirming)</span></h2>" in html
     assert "<script" not in html
 
 

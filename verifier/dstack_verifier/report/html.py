@@ -52,7 +52,8 @@ def render_html(predicate: VerificationPredicate, signer_fingerprint: str) -> st
         _table(["", ""], rows, header=False),
     ]
     for entity, result in p.submods.items():
-        parts.append(f"<h2>{escape(_ENTITY_TITLES.get(entity, entity))}</h2>")
+        tier = f" <span class='note'>(appraisal: {escape(result.status)})</span>" if result.status else ""
+        parts.append(f"<h2>{escape(_ENTITY_TITLES.get(entity, entity))}{tier}</h2>")
         parts.append(_table(["Status", "Check", "Phase", "Anchor", "Summary"], [
             (_status(c.status), f"<span class='mono'>{escape(c.id)}</span>", escape(c.phase),
              f"<span class='mono'>{escape(c.anchor)}</span>", escape(c.summary))

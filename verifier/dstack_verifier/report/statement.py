@@ -78,7 +78,20 @@ class CheckResult(_Camel):
 
 
 class EntityResult(_Camel):
+    # The entity's appraisal in the terms of RATS EAR (affirming, warning, contraindicated, none), for policy tools
+    # that read only that; absent from packs made before it was added.
+    status: str | None = None
     checks: list[CheckResult]
+
+
+def ear_status(statuses: list[str]) -> str:
+    """EAR's trustworthiness tier of one entity's checks: a failure contraindicates; an error, or nothing that ran,
+    makes no claim; a warning warns; else affirming."""
+    if "fail" in statuses:
+        return "contraindicated"
+    if "error" in statuses or all(s == "skip" for s in statuses):
+        return "none"
+    return "warning" if "warn" in statuses else "affirming"
 
 
 class VerificationPredicate(_Camel):
@@ -132,6 +145,8 @@ def verification_predicate(report: Report, evidence: list[PackedInput], anchor: 
     for c in report.checks:  # timings and check details stay out: the report.json subject carries them
         submods.setdefault(c.entity, EntityResult(checks=[])).checks.append(
             CheckResult(id=c.id, phase=c.phase, status=c.status.value, anchor=str(c.anchor), summary=c.summary))
+    for result in submods.values():
+        result.status = ear_status([c.status for c in result.checks])
     return VerificationPredicate(
         verifier=VerifierInfo(version=report.verifier_version),
         time_verified=datetime.fromtimestamp(report.verified_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
