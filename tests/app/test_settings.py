@@ -126,50 +126,33 @@ def test_tcb_policy_bounds_are_set_in_the_dialog(qtbot, config: Path) -> None:
         UserSettings(max_collateral_age_days=-1)
 
 
-def test_accepted_tdx_modules_are_checked_in_the_dialog(qtbot, config: Path) -> None:
+@pytest.mark.parametrize(("field", "bad", "error", "good", "kept"), [
+    ("allowed_mrseams", "12", "Accepted TDX modules: '12' is not an MRSEAM (48 bytes of hex)",
+     f"0x{'AB' * 48}, {'cd' * 48}", ["ab" * 48, "cd" * 48]),
+    ("allowed_os_images", "f1b9", "Accepted OS images: 'f1b9' is not an OS image hash (32 bytes of hex)",
+     f"0x{'AB' * 32} {'cd' * 32}", ["ab" * 32, "cd" * 32]),
+    # A fingerprint is written in groups of four digits: only commas separate signers.
+    ("trusted_signers", "dbc2 9825", "Trusted pack signers: 'dbc2 9825' is not a key id (the 64 hex digits of a "
+     "fingerprint)", f"{' '.join(['dbc2'] * 16)}, {'AB' * 32}", ["dbc2" * 16, "ab" * 32]),
+])
+def test_lists_of_hex_values_are_checked_in_the_dialog(qtbot, config: Path, field: str, bad: str, error: str,
+                                                      good: str, kept: list[str]) -> None:
     dialog = SettingsDialog(UserSettings())
     qtbot.addWidget(dialog)
     dialog.show()
-    dialog.allowed_mrseams.setText("12")
+    edit = getattr(dialog, field)
+    edit.setText(bad)
     dialog.accept()
-    assert dialog.isVisible() and dialog.error.text() == "Accepted TDX modules: '12' is not an MRSEAM (48 bytes of hex)"
-    dialog.allowed_mrseams.setText(f"0x{'AB' * 48}, {'cd' * 48}")
+    assert dialog.isVisible() and dialog.error.text() == error
+    edit.setText(good)
     dialog.accept()
     result = dialog.result_settings
-    assert result is not None and result.allowed_mrseams == ["ab" * 48, "cd" * 48]
-    assert result.tcb_policy().allowed_mrseams == ["ab" * 48, "cd" * 48]
+    assert result is not None and getattr(result, field) == kept and load_settings() == (result, None)
     again = SettingsDialog(result)
     qtbot.addWidget(again)
-    assert again.allowed_mrseams.text() == f"{'ab' * 48}, {'cd' * 48}"
-
-
-def test_accepted_os_images_are_checked_in_the_dialog(qtbot, config: Path) -> None:
-    dialog = SettingsDialog(UserSettings())
-    qtbot.addWidget(dialog)
-    dialog.show()
-    dialog.allowed_os_images.setText("f1b9")
-    dialog.accept()
-    assert dialog.isVisible() and dialog.error.text() == \
-        "Accepted OS images: 'f1b9' is not an OS image hash (32 bytes of hex)"
-    dialog.allowed_os_images.setText(f"0x{'AB' * 32} {'cd' * 32}")
-    dialog.accept()
-    result = dialog.result_settings
-    assert result is not None and result.allowed_os_images == ["ab" * 32, "cd" * 32]
-    assert load_settings() == (result, None)
-
-
-def test_trusted_signers_are_checked_in_the_dialog(qtbot, config: Path) -> None:
-    dialog = SettingsDialog(UserSettings())
-    qtbot.addWidget(dialog)
-    dialog.show()
-    dialog.trusted_signers.setText("dbc2 9825")
-    dialog.accept()
-    assert dialog.isVisible() and dialog.error.text().startswith("Trusted pack signers: 'dbc2 9825' is not a key id")
-    fingerprint = " ".join(["dbc2"] * 16)
-    dialog.trusted_signers.setText(f"{fingerprint}, {'AB' * 32}")
-    dialog.accept()
-    result = dialog.result_settings
-    assert result is not None and result.trusted_signers == ["dbc2" * 16, "ab" * 32]
+    assert getattr(again, field).text() == ", ".join(kept)
+    if field == "allowed_mrseams":
+        assert result.tcb_policy().allowed_mrseams == kept
 
 
 def test_dialog_reports_a_failed_save(qtbot, tmp_path: Path) -> None:
