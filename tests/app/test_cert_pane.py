@@ -113,3 +113,26 @@ def test_pane_tree_selection_and_export(qtbot, demo: Report, tmp_path: Path) -> 
     assert pane.grab().save(str(tmp_path / "certs.png"))
     pane.set_report(None, "app")
     assert pane.tree.topLevelItemCount() == 3 and not pane.export_button.isEnabled()
+
+
+def test_a_certificate_whose_names_do_not_parse_is_shown(qtbot) -> None:
+    """cryptography decodes names when first asked; a hostile certificate whose subject is malformed still loads,
+    and the pane shows it as not parsing (found by opening mutated evidence in the window)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    pem = load_demo().app_items[2].data
+    der = bytearray(x509.load_pem_x509_certificates(pem)[0].public_bytes(Encoding.DER))
+    at = der.rindex(bytes.fromhex("0603550403")) + 7  # the first byte of the subject's CN, a UTF8String
+    assert der[at - 2] == 0x0C
+    der[at] = 0xFF  # not UTF-8
+    cert = x509.load_der_x509_certificate(bytes(der))
+    with pytest.raises(ValueError):
+        _ = cert.subject
+    pane = CertificatePane()
+    qtbot.addWidget(pane)
+    pane.set_chains({"app RA-TLS": [bytes(der)]}, None)
+    sections = dict(certificate_details(bytes(der), None))
+    assert sections["Certificate"]["subject"].startswith("(does not parse: ")
+    tops = [pane.tree.topLevelItem(i) for i in range(pane.tree.topLevelItemCount())]
+    labels = [top.child(j).text(0) for top in tops for j in range(top.childCount())]
+    assert labels == ["<certificate whose subject does not parse>"]

@@ -119,8 +119,13 @@ def report_chains(report: Report, entity: str) -> dict[str, list[bytes]]:
 # ------------------------------------------------------------------------------------------ one certificate
 
 
-def _name(value: x509.Name) -> str:
-    return value.rfc4514_string()
+def _name(cert: x509.Certificate, which: str) -> str:
+    """The subject or issuer as text. cryptography decodes a name when it is first asked for, so a malformed one (a
+    hostile certificate) raises only then: it is shown as not parsing instead."""
+    try:
+        return getattr(cert, which).rfc4514_string()
+    except ValueError as exc:
+        return f"(does not parse: {str(exc).splitlines()[0][:100]})"
 
 
 def _load(der: bytes) -> x509.Certificate | None:
@@ -203,8 +208,8 @@ def certificate_details(der: bytes, at: int | None) -> list[tuple[str, Any]]:
         validity["at the verification instant"] = f"{'✓ valid' if ok else '✕ NOT valid'} at {format_time(at)}"
     algorithm = cert.signature_algorithm_oid
     general = {
-        "subject": _name(cert.subject),
-        "issuer": _name(cert.issuer),
+        "subject": _name(cert, "subject"),
+        "issuer": _name(cert, "issuer"),
         "serial": f"{cert.serial_number:x}",
         "key": key_label(cert),
         "signature algorithm": getattr(algorithm, "_name", algorithm.dotted_string),
@@ -241,16 +246,22 @@ def _label(der: bytes) -> str:
     cert = _load(der)
     if cert is None:
         return "<certificate that does not parse>"
-    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return str(cns[0].value) if cns else (_name(cert.subject) or "(empty subject)")
+    try:
+        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    except ValueError:
+        return "<certificate whose subject does not parse>"
+    return str(cns[0].value) if cns else (_name(cert, "subject") or "(empty subject)")
 
 
 def _role_of(position: int, der: bytes) -> str:
     cert = _load(der)
     if cert is None:
         return "?"
-    if cert.issuer == cert.subject:
-        return "root"
+    try:
+        if cert.issuer == cert.subject:
+            return "root"
+    except ValueError:
+        return "?"
     return "leaf" if position == 0 else "intermediate"
 
 
