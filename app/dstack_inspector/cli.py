@@ -280,10 +280,13 @@ def _print_human(report, out) -> None:  # type: ignore[no-untyped-def]
         print(f"  (re-verified: {claimed})", file=out)
     for c in report.checks:
         print(f"  {marks[c.status]}  {c.entity:<7} {c.id:<34} {c.summary}", file=out)
-    tcb = report.entities.get("app", {}).get("tcb", {})
-    if tcb.get("status"):
-        adv = ", ".join(tcb.get("advisory_ids") or []) or "none"
-        print(f"TCB status: {tcb['status']}   advisories: {adv}", file=out)
+    several = len(report.entities) > 1
+    for entity, data in report.entities.items():  # each entity's platform has its own TCB
+        tcb = data.get("tcb", {}) if isinstance(data, dict) else {}
+        if tcb.get("status"):
+            adv = ", ".join(tcb.get("advisory_ids") or []) or "none"
+            label = f" ({entity})" if several else ""
+            print(f"TCB status{label}: {tcb['status']}   advisories: {adv}", file=out)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

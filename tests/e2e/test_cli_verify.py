@@ -785,3 +785,14 @@ def test_subprocess_version_and_help(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert "--collateral" in proc.stdout and "--root-ca" in proc.stdout
     assert proc.stderr == ""
+
+
+def test_a_deployment_prints_each_entitys_tcb(capsys) -> None:
+    from dstack_verifier.resources import resource_path
+
+    demo = resource_path("demo")
+    code, out, err = run(capsys, "verify", demo / "cloud-attestations.json", "--collateral", demo / "collateral.json",
+                         "--root-ca", demo / "demo_root_ca.der", "--at", "2026-06-01T00:00:00Z", "--offline")
+    assert err == "" and code == 0
+    assert out.splitlines()[-3:] == [f"TCB status ({entity}): UpToDate   advisories: none"
+                                     for entity in ("app", "kms", "gateway")]
