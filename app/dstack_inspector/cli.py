@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("evidence", nargs="*", type=Path,
                    help="quote (binary/hex), GetQuote/attestation JSON, event log, app-compose, certificates, "
                         "collateral, a saved Phala Cloud answer, or a report")
-    v.add_argument("--app-id", help="fetch the app's attestations from the Phala Cloud API (App, KMS and Gateway)")
+    v.add_argument("--app-id", help="fetch the app's attestations from the Phala Cloud API (App, KMS and Gateway); "
+                                    "a Trust Center page's address (…/app/<app id>) stands for its app id")
     v.add_argument("--cloud-url", help="Phala Cloud API base URL (default: the public API)")
     v.add_argument("--offline", action="store_true", help="never touch the network")
     v.add_argument("--collateral", type=Path, help="DCAP collateral JSON (dcap-qvl QuoteCollateralV3 shape)")

@@ -242,8 +242,8 @@ def test_verify_an_app_by_id_from_loopback_servers(qtbot, tmp_path, monkeypatch)
         win = MainWindow(settings=settings)
         qtbot.addWidget(win)
         win.show()
-        with qtbot.waitSignal(win.taskSaved, timeout=WAIT_MS):
-            assert win.open_app(dataset.app_id)
+        with qtbot.waitSignal(win.taskSaved, timeout=WAIT_MS):  # a Trust Center page's address stands for its app
+            assert win.open_app(f"https://trust.phala.com/app/{dataset.app_id}")
         report = settle(qtbot, win)
         assert set(report.entities) == {"app", "kms", "gateway"}
         assert win.store.get(win.task_id).source == "online"
@@ -405,3 +405,9 @@ def test_the_settings_os_images_govern_a_verification(window, qtbot):
     assert {c.entity for c in images} == {"app", "kms", "gateway"}
     assert all(c.status is CheckStatus.FAIL and "not one of the 1 OS image(s)" in c.summary for c in images)
     assert report.policy["os_images"] == ["ab" * 32]
+
+
+def test_verify_app_refuses_what_is_no_app_id(window):
+    window.offline_action.setChecked(False)
+    assert not window.open_app("https://trust.phala.com/builders/acme")  # refused before any request
+    assert "Not an app id" in window.message_bar.text() and window.session is None

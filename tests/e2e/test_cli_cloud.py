@@ -137,6 +137,24 @@ def test_app_id_unknown_and_server_down(capsys, tmp_path: Path) -> None:
     assert err.count("\n") == 1 and "network error" in err
 
 
+def test_a_trust_center_page_address_gives_the_app_id(capsys, tmp_path: Path) -> None:
+    """Reviewers often start from a Trust Center page: its address stands for the app id it shows."""
+    from tests.support.cloud_server import DstackServer, cloud_path
+
+    dataset = Dataset1.load()
+    page = f"https://trust.phala.com/app/{dataset.app_id.upper()}/0f7a3c1e?selected=app-cpu"
+    with DstackServer(dataset) as server:
+        answer = dataset.cloud_answer()
+        answer["kms_info"].update(gateway_app_url=server.url, url=server.url, chain_id=None)  # nothing else asked
+        server.set_json(cloud_path(dataset.app_id), answer)  # the only Cloud answer the server has
+        code, report = run_json(capsys, "verify", "--app-id", page, "--cloud-url", server.cloud_base_url,
+                                "--pccs-url", server.url, "--no-cache", "--agent-url", server.url)
+    assert code in (0, 1, 3) and report["entities"]["app"]["app_info"]["app_id"] == dataset.app_id
+    for bad in ("https://trust.phala.com/builders/acme", "app d722"):
+        assert main(["verify", "--app-id", bad, "--cloud-url", "http://127.0.0.1:9"]) == 2
+        assert "or a Trust Center page's address" in capsys.readouterr().err
+
+
 def test_legacy_answer_is_not_passed_as_the_trust_center_stubs_would(capsys, tmp_path: Path) -> None:
     from tests.support.cloud_server import LEGACY_KMS_VERSION
 

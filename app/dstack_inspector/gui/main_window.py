@@ -364,9 +364,17 @@ class MainWindow(QMainWindow):
             self.message_bar.show_message("error", "Verifying an app by its id needs the network.",
                                           ["Turn offline mode off (Verify → Offline), or open saved evidence."])
             return False
+        from dstack_verifier.domain_phase import DomainOptions
+        from dstack_verifier.sources import SourceError
+        from dstack_verifier.sources.cloud import normalise_app_id
+
+        try:
+            app_id = normalise_app_id(app_id)  # a Trust Center page's address gives its app id
+        except SourceError as exc:
+            self.message_bar.show_message("error", "Not an app id:", [exc.describe()])
+            return False
         self.message_bar.hide()
         anchor = self._custom_anchor or load_anchor(None)
-        from dstack_verifier.domain_phase import DomainOptions
 
         domain_options = DomainOptions(domain=domain, ct_log=ct_log) if (domain or ct_log) else None
         self._start_session(Session(items=[], anchor=anchor, title=f"app {app_id}", source="online", app_id=app_id,

@@ -22,6 +22,7 @@ about the app that was asked for. A malformed KMS or gateway guest-agent info is
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -206,16 +207,25 @@ class CloudAttestations(BaseModel):
         return info.material("gateway").model_copy(update={"version": image if isinstance(image, str) else None})
 
 
+_TRUST_CENTER_PAGE = re.compile(r"https?://[^/?#\s]+/app/(?:0x)?([0-9a-fA-F]{1,128})(?:/[^?#\s]*)?(?:[?#]\S*)?")
+
+
 def attestations_url(app_id: str, base: str = DEFAULT_BASE_URL) -> str:
     return f"{base_url(base, WHAT)}/apps/{normalise_app_id(app_id)}/attestations"
 
 
 def normalise_app_id(app_id: str) -> str:
-    """Hex without 0x, lowercase; anything else is refused before a request is made (it goes into a URL path)."""
-    text = app_id.strip().lower().removeprefix("0x") if isinstance(app_id, str) else ""
+    """Hex without 0x, lowercase; anything else is refused before a request is made (it goes into a URL path).
+
+    A Trust Center page's address (`https://trust.phala.com/app/<app id>[/<task id>]`) gives its app id: reviewers
+    often start from one."""
+    text = app_id.strip() if isinstance(app_id, str) else ""
+    page = _TRUST_CENTER_PAGE.fullmatch(text)
+    text = (page.group(1) if page else text).lower().removeprefix("0x")
     if not text or len(text) > 2 * MAX_ID_BYTES or any(c not in "0123456789abcdef" for c in text):
         shown = app_id[:80] if isinstance(app_id, str) else type(app_id).__name__
-        raise SourceError(f"app id {shown!r} is not hex (expected e.g. 20 bytes in hex, 0x optional)")
+        raise SourceError(f"app id {shown!r} is not hex (expected e.g. 20 bytes in hex, 0x optional, or a Trust "
+                          "Center page's address, …/app/<app id>)")
     return text
 
 
