@@ -336,6 +336,10 @@ def test_the_app_dialog_asks_for_phases_and_the_job_takes_them(window, qtbot):
     assert dialog.request() is None and "at least one phase" in dialog.error.text()
     dialog.app_id.setText("not hex")
     assert dialog.request() is None and "hex" in dialog.error.text()
+    dialog.phases["hardware"].setChecked(True)
+    dialog.app_id.setText(f"https://trust.phala.com/app/{'CD' * 20}?selected=app-cpu")
+    request = dialog.request()
+    assert request is not None and request.app_id == "cd" * 20
     demo = load_demo()
     job = window._job(Session(items=demo.items, anchor=demo.anchor, title="t", phases=("hardware",)))
     assert job.phases == ("hardware",)

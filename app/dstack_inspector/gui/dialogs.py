@@ -43,7 +43,7 @@ class VerifyAppDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Verify an app by its id")
         self.app_id = QLineEdit()
-        self.app_id.setPlaceholderText("e.g. 0x1234…abcd (20 bytes, hex)")
+        self.app_id.setPlaceholderText("e.g. 0x1234…abcd (20 bytes, hex), or https://trust.phala.com/app/…")
         self.domain = QLineEdit()
         self.domain.setPlaceholderText("default: from the gateway URL")
         self.ct_log = QCheckBox("Scan the certificate transparency log (slow)")
@@ -70,9 +70,13 @@ class VerifyAppDialog(QDialog):
 
     def request(self) -> AppRequest | None:
         """The request, or None with the problem shown (the dialog then stays open)."""
-        text = self.app_id.text().strip().lower().removeprefix("0x")
-        if not text or len(text) > 128 or any(c not in "0123456789abcdef" for c in text):
-            self.error.setText("The app id must be hex (20 bytes, 0x optional).")
+        from dstack_verifier.sources import SourceError
+        from dstack_verifier.sources.cloud import normalise_app_id
+
+        try:
+            text = normalise_app_id(self.app_id.text())
+        except SourceError:
+            self.error.setText("The app id must be hex (20 bytes, 0x optional), or a Trust Center page's address.")
             self.error.show()
             return None
         phases = tuple(phase for phase, box in self.phases.items() if box.isChecked())
