@@ -69,6 +69,22 @@ def test_export_then_verify_passes(tmp_path: Path, report_file: Path, capsys: py
     assert "not a trusted one" in out and "verdict PASS, re-run verdict PASS; 4 evidence files" in out
 
 
+def test_a_pack_is_evidence_for_verify(tmp_path: Path, report_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`verify PACK.zip` verifies again the evidence the pack's report recorded, as `verify REPORT.json` does (its
+    signature is `report verify`'s business); a zip that is no pack is bad input."""
+    pack = export(capsys, report_file, tmp_path / "demo.zip")
+    anchor = ["--root-ca", str(resource_path("demo", DEMO_ANCHOR)), "--at", str(load_demo().now), "--offline"]
+    code, out, err = run(capsys, "verify", str(pack), *anchor, "--json")
+    assert code == 0 and err == ""
+    again = json.loads(out)
+    signed = json.loads(report_file.read_text())
+    assert [(c["id"], c["status"]) for c in again["checks"]] == [(c["id"], c["status"]) for c in signed["checks"]]
+    other = tmp_path / "other.zip"
+    write_pack({"notes.txt": b"hello"}, other)
+    code, out, err = run(capsys, "verify", str(other), "--offline")
+    assert code == 2 and "without report.json: not an evidence pack" in err
+
+
 def test_three_entity_demo_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The whole demo deployment: the re-run finds the gateway's TLS roots in the signed report's policy."""
     report = verified(tmp_path, capsys, DEMO_EVIDENCE, "--tls-roots", str(resource_path("demo", DEMO_WEB_ROOT)))

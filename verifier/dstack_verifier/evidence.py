@@ -152,7 +152,12 @@ def _looks_like_text(data: bytes) -> bool:
     return all(b in b"\t\r\n" or 32 <= b < 127 for b in sample)
 
 
+ZIP_MAGIC = b"PK\x03\x04"
+
+
 def detect(data: bytes, name: str) -> Evidence:
+    if data[:4] == ZIP_MAGIC:  # an evidence pack: its signed report stands for it, as a report file does
+        return _pack_report(data, name)
     stripped = data.lstrip()
     if stripped.startswith((b"{", b"[")):
         return _detect_json(data, name)
@@ -165,6 +170,20 @@ def detect(data: bytes, name: str) -> Evidence:
         return Evidence(name, "quote", data, quote=quote)
     check_quote(data, name)
     return Evidence(name, "quote", data, quote=data)
+
+
+def _pack_report(data: bytes, name: str) -> Evidence:
+    """The report inside an evidence pack, whose recorded inputs are then verified again (`report verify` is what
+    checks the pack's signature and files)."""
+    from .report.pack import REPORT_FILE, read_pack_bytes
+
+    report = read_pack_bytes(data, name).get(REPORT_FILE)
+    if report is None:
+        raise InputError(f"a zip archive without {REPORT_FILE}: not an evidence pack", source=name)
+    found = detect(report, f"{name}:{REPORT_FILE}")
+    if found.kind != "report":
+        raise InputError(f"{REPORT_FILE} of the pack is not a dstack-inspector report", source=name)
+    return found
 
 
 def _detect_json(data: bytes, name: str) -> Evidence:

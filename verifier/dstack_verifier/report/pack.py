@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -67,6 +68,15 @@ def read_pack(path: Path) -> dict[str, bytes]:
         raise InputError(f"not a zip archive ({exc})", source=source) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", source=source) from None
+
+
+def read_pack_bytes(data: bytes, source: str) -> dict[str, bytes]:
+    """The members of a pack already read (as evidence is, bounded), with the same checks as `read_pack`."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return _read_members(zf, source)
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"not a zip archive ({exc})", source=source) from None
 
 
 def _read_members(zf: zipfile.ZipFile, source: str) -> dict[str, bytes]:
