@@ -161,6 +161,12 @@ def test_export_a_signed_pack_then_open_it(window, qtbot, tmp_path):
     assert window.pack_dialog.headline.text().startswith("The pack verifies, signed by a key you trust")
     qtbot.waitUntil(lambda: window.store.count() == count + 1, timeout=WAIT_MS)  # saved from the pool
     assert [c.status for c in window.report.checks] == [c.status for c in report.checks]
+    renamed = out.with_suffix(".evidence")  # known by its content, not its name
+    renamed.write_bytes(out.read_bytes())
+    window.last_pack = None
+    assert window.open_paths([renamed])
+    qtbot.waitUntil(lambda: getattr(window, "last_pack", None) is not None, timeout=WAIT_MS)
+    assert window.last_pack.ok and window.last_pack.path == str(renamed)
 
 
 def test_a_pack_from_another_signer_is_intact_but_not_trusted_until_named(window, qtbot, tmp_path):

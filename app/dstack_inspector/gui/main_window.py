@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from dstack_verifier import __version__
 from dstack_verifier.demo import load_demo
 from dstack_verifier.errors import InputError
-from dstack_verifier.evidence import Evidence, detect, load_evidence
+from dstack_verifier.evidence import ZIP_MAGIC, Evidence, detect, load_evidence
 from dstack_verifier.model import CheckStatus, Report, Verdict
 from dstack_verifier.quote.verify import TrustAnchor
 from dstack_verifier.sources.trust_center import claims_line
@@ -91,6 +91,14 @@ def _app_id_of(report: Report) -> str | None:
 def _domain_of(report: Report) -> str | None:
     policy = report.policy.get("domain")
     return policy.get("domain") if isinstance(policy, dict) else None
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(4) == ZIP_MAGIC
+    except OSError:  # unreadable: loading it says why
+        return False
 
 
 class MainWindow(QMainWindow):
@@ -317,7 +325,7 @@ class MainWindow(QMainWindow):
         reported, and nothing changes."""
         if not paths:
             return False
-        packs = [Path(p) for p in paths if Path(p).suffix.lower() == ".zip"]
+        packs = [Path(p) for p in paths if _is_zip(Path(p))]  # by content, as every evidence kind is
         if packs:
             if len(paths) > 1:
                 self.message_bar.show_message("error", "Open an evidence pack on its own.", [str(packs[0])])
