@@ -69,6 +69,15 @@ def _mrseam(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _advisory(text: str) -> str:
+    from dstack_verifier.quote.policy import advisory_id
+
+    try:
+        return advisory_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _os_image(text: str) -> str:
     from dstack_verifier.measure.image_check import os_image_hex
 
@@ -112,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--mrseam", action="append", type=_mrseam, metavar="HEX",
                    help="a TDX module build (MRSEAM) to accept; repeat for several. Given, the TCB status fails for "
                         "any other module; default: any module Intel signs at an accepted TCB level")
+    v.add_argument("--block-advisory", action="append", type=_advisory, metavar="INTEL-SA-NNNNN",
+                   help="an Intel advisory to refuse: the TCB status fails when the platform's level lists it, "
+                        "whatever the status (Intel lists advisories even with UpToDate); repeat for several")
     v.add_argument("--image-dir", type=Path, help="a dstack OS image folder for the OS phase")
     v.add_argument("--fetch-image", action="store_true",
                    help="download the OS image named by the VM config when it is not cached (hundreds of MB)")
@@ -304,7 +316,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     options = VerifyOptions(
         now=now,
         policy=TcbPolicy(max_collateral_age_seconds=args.max_collateral_age,
-                         min_tcb_evaluation_data_number=args.min_tcb_eval, allowed_mrseams=args.mrseam),
+                         min_tcb_evaluation_data_number=args.min_tcb_eval, allowed_mrseams=args.mrseam,
+                         blocked_advisories=args.block_advisory),
         anchor=load_anchor(args.root_ca),
         offline=args.offline,
         pccs_url=args.pccs_url or os.environ.get("PCCS_URL") or PHALA_PCCS_URL,

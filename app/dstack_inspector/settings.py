@@ -13,7 +13,7 @@ import platformdirs
 from dstack_verifier.measure.image_check import os_image_hex
 from dstack_verifier.onchain import CHAINS
 from dstack_verifier.quote.pccs import PHALA_PCCS_URL
-from dstack_verifier.quote.policy import TcbPolicy, mrseam_hex
+from dstack_verifier.quote.policy import TcbPolicy, advisory_id, mrseam_hex
 from dstack_verifier.sources.cloud import DEFAULT_BASE_URL as CLOUD_API_URL
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -76,6 +76,7 @@ class UserSettings(BaseModel):
     max_collateral_age_days: float = Field(default=0.0, ge=0, le=36500)
     min_tcb_evaluation_data_number: int = Field(default=0, ge=0, le=999_999_999)
     allowed_mrseams: list[str] = Field(default_factory=list, max_length=256)  # empty: any TDX module build
+    blocked_advisories: list[str] = Field(default_factory=list, max_length=256)  # empty: none refused as such
     allowed_os_images: list[str] = Field(default_factory=list, max_length=256)  # empty: any OS image
     # Key ids (SHA-256 of the raw Ed25519 public key) of the pack signers the user trusts; their own key counts too.
     trusted_signers: list[str] = Field(default_factory=list, max_length=256)
@@ -84,6 +85,11 @@ class UserSettings(BaseModel):
     @classmethod
     def _mrseams(cls, v: list[str]) -> list[str]:
         return [mrseam_hex(item) for item in v]
+
+    @field_validator("blocked_advisories")
+    @classmethod
+    def _advisories(cls, v: list[str]) -> list[str]:
+        return [advisory_id(item) for item in v]
 
     @field_validator("allowed_os_images")
     @classmethod
@@ -113,7 +119,8 @@ class UserSettings(BaseModel):
         age = round(self.max_collateral_age_days * 86400)
         return TcbPolicy(max_collateral_age_seconds=age or None,
                          min_tcb_evaluation_data_number=self.min_tcb_evaluation_data_number or None,
-                         allowed_mrseams=self.allowed_mrseams or None)
+                         allowed_mrseams=self.allowed_mrseams or None,
+                         blocked_advisories=self.blocked_advisories or None)
 
 
 def signer_id(text: str) -> str:

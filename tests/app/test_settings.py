@@ -131,6 +131,8 @@ def test_tcb_policy_bounds_are_set_in_the_dialog(qtbot, config: Path) -> None:
      f"0x{'AB' * 48}, {'cd' * 48}", ["ab" * 48, "cd" * 48]),
     ("allowed_os_images", "f1b9", "Accepted OS images: 'f1b9' is not an OS image hash (32 bytes of hex)",
      f"0x{'AB' * 32} {'cd' * 32}", ["ab" * 32, "cd" * 32]),
+    ("blocked_advisories", "SA-1", "Refused advisories: 'SA-1' is not an Intel advisory id (INTEL-SA- and five "
+     "digits)", "intel-sa-00615, INTEL-SA-00828", ["INTEL-SA-00615", "INTEL-SA-00828"]),
     # A fingerprint is written in groups of four digits: only commas separate signers.
     ("trusted_signers", "dbc2 9825", "Trusted pack signers: 'dbc2 9825' is not a key id (the 64 hex digits of a "
      "fingerprint)", f"{' '.join(['dbc2'] * 16)}, {'AB' * 32}", ["dbc2" * 16, "ab" * 32]),
@@ -151,8 +153,8 @@ def test_lists_of_hex_values_are_checked_in_the_dialog(qtbot, config: Path, fiel
     again = SettingsDialog(result)
     qtbot.addWidget(again)
     assert getattr(again, field).text() == ", ".join(kept)
-    if field == "allowed_mrseams":
-        assert result.tcb_policy().allowed_mrseams == kept
+    if field in ("allowed_mrseams", "blocked_advisories"):
+        assert getattr(result.tcb_policy(), field) == kept
 
 
 def test_dialog_reports_a_failed_save(qtbot, tmp_path: Path) -> None:

@@ -246,7 +246,8 @@ def test_bad_at_is_usage_error(capsys, at: str, real_quote: Path, real_collatera
 @pytest.mark.parametrize(("option", "value"), [("--max-collateral-age", "0"), ("--max-collateral-age", "-1"),
                                                ("--max-collateral-age", "nan"), ("--max-collateral-age", "a week"),
                                                ("--min-tcb-eval", "-3"), ("--min-tcb-eval", "1.5"),
-                                               ("--mrseam", "12"), ("--mrseam", "g" * 96)])
+                                               ("--mrseam", "12"), ("--mrseam", "g" * 96),
+                                               ("--block-advisory", "CVE-2024-0001")])
 def test_bad_tcb_policy_values_are_usage_errors(capsys, option: str, value: str, real_quote: Path,
                                                real_collateral: Path) -> None:
     code, out, err = run(capsys, "verify", real_quote, "--collateral", real_collateral, option, value)
@@ -283,6 +284,14 @@ def test_a_re_run_decides_under_the_recorded_tcb_policy(capsys, tmp_path: Path, 
     code, out, err = run(capsys, "verify", saved, "--offline")
     assert code == 2 and out == "" and "policy.tcb" in err and "malformed TCB policy" in err
     assert_one_line(err)
+
+
+def test_an_advisory_block_list_is_recorded(capsys, real_quote: Path, real_collateral: Path) -> None:
+    """The real quote's level lists no advisory, so blocking one changes nothing but the recorded policy."""
+    code, report, _ = run_json(capsys, "verify", real_quote, "--collateral", real_collateral, "--at", REAL_AT,
+                               "--block-advisory", "intel-sa-00615", "--block-advisory", "INTEL-SA-00828")
+    assert code == 0 and checks_of(report)["hardware.tcb_status"]["status"] == "pass"
+    assert report["policy"]["tcb"]["blocked_advisories"] == ["INTEL-SA-00615", "INTEL-SA-00828"]
 
 
 def test_an_mrseam_pin_on_the_real_quote(capsys, real_quote: Path, real_collateral: Path) -> None:

@@ -248,9 +248,28 @@ def test_an_mrseam_allow_list_pins_the_tdx_module(pki: SynthPki) -> None:
             TcbPolicy(allowed_mrseams=bad)
 
 
+def test_an_advisory_block_list_fails_a_status_that_lists_one(pki: SynthPki) -> None:
+    """Intel lists advisories even with an acceptable status; a blocked one fails the TCB status, the quote stays
+    DCAP-valid and dcap-qvl agrees on what it sees."""
+    ev = synth(pki, platform_status="UpToDate", platform_advisories=["INTEL-SA-00615", "INTEL-SA-00828"])
+    default = run(ev)
+    assert default.check("hardware.tcb_status").status is CheckStatus.PASS
+    blocked = run(ev, policy=TcbPolicy(blocked_advisories=["intel-sa-00828"]))
+    tcb = blocked.check("hardware.tcb_status")
+    assert tcb.status is CheckStatus.FAIL and blocked.dcap_valid
+    assert tcb.summary.endswith("; advisories the policy blocks: INTEL-SA-00828")
+    assert blocked.check("hardware.reference_engine").status is CheckStatus.PASS
+    other = run(ev, policy=TcbPolicy(blocked_advisories=["INTEL-SA-00001"]))
+    assert other.check("hardware.tcb_status").status is CheckStatus.PASS
+    assert "INTEL-SA-00001" in TcbPolicy.text(other.check("hardware.tcb_status").details["policy"])
+    for bad in ([], ["CVE-2024-1"], ["INTEL-SA-1"]):
+        with pytest.raises(ValueError):
+            TcbPolicy(blocked_advisories=bad)
+
+
 def test_policy_description_round_trips() -> None:
     policy = TcbPolicy(warn_statuses=[], max_collateral_age_seconds=7 * DAY, min_tcb_evaluation_data_number=19,
-                       allowed_mrseams=["cd" * 48])
+                       allowed_mrseams=["cd" * 48], blocked_advisories=["INTEL-SA-00615"])
     assert TcbPolicy.from_description(policy.describe()) == policy
     assert TcbPolicy.from_description(TcbPolicy().describe()) == TcbPolicy()
     with pytest.raises(ValueError):

@@ -94,6 +94,11 @@ class SettingsDialog(QDialog):
         self.allowed_mrseams.setPlaceholderText("any TDX module Intel signs at an accepted TCB level")
         self.allowed_mrseams.setToolTip("MRSEAMs (hex, separated by commas or spaces) of the TDX module builds to "
                                         "accept: the TCB status fails for any other")
+        self.blocked_advisories = QLineEdit()
+        self.blocked_advisories.setPlaceholderText("none")
+        self.blocked_advisories.setToolTip("Intel advisory ids (INTEL-SA-NNNNN, separated by commas or spaces) that "
+                                           "fail the TCB status when the platform's level lists them, whatever the "
+                                           "status")
         self.allowed_os_images = QLineEdit()
         self.allowed_os_images.setPlaceholderText("any OS image")
         self.allowed_os_images.setToolTip("os_image_hash values (hex, separated by commas or spaces) of the dstack OS "
@@ -133,6 +138,7 @@ class SettingsDialog(QDialog):
         form4.addRow("Warn on collateral older than:", self.max_collateral_age)
         form4.addRow("Fail below TCB evaluation data number:", self.min_tcb_eval)
         form4.addRow("Accept only these TDX modules (MRSEAM):", self.allowed_mrseams)
+        form4.addRow("Fail on these advisories:", self.blocked_advisories)
         appearance = QGroupBox("Appearance")
         form3 = QFormLayout(appearance)
         form3.addRow("Theme:", self.theme)
@@ -186,6 +192,7 @@ class SettingsDialog(QDialog):
         self.min_tcb_eval.setValue(s.min_tcb_evaluation_data_number)
         self.allowed_mrseams.setText(", ".join(s.allowed_mrseams))
         self.allowed_os_images.setText(", ".join(s.allowed_os_images))
+        self.blocked_advisories.setText(", ".join(s.blocked_advisories))
         self.trusted_signers.setText(", ".join(s.trusted_signers))
         self.theme.setCurrentIndex(self.theme.findData(s.theme))
         self.error.hide()
@@ -211,6 +218,7 @@ class SettingsDialog(QDialog):
             "min_tcb_evaluation_data_number": self.min_tcb_eval.value(),
             "allowed_mrseams": self.allowed_mrseams.text().replace(",", " ").split(),
             "allowed_os_images": self.allowed_os_images.text().replace(",", " ").split(),
+            "blocked_advisories": self.blocked_advisories.text().replace(",", " ").split(),
             # Commas only: a fingerprint is written in groups of four digits separated by spaces.
             "trusted_signers": [t for t in self.trusted_signers.text().split(",") if t.strip()],
             "theme": self.theme.currentData(),
@@ -226,6 +234,7 @@ class SettingsDialog(QDialog):
             "pccs_url": ("PCCS URL", self.pccs_url), "cloud_api_url": ("Phala Cloud API URL", self.cloud_api_url),
             "rpc_urls": ("JSON-RPC URLs", None), "allowed_mrseams": ("Accepted TDX modules", self.allowed_mrseams),
             "allowed_os_images": ("Accepted OS images", self.allowed_os_images),
+            "blocked_advisories": ("Refused advisories", self.blocked_advisories),
             "trusted_signers": ("Trusted pack signers", self.trusted_signers)}
         return fields.get(str(loc[0]) if loc else "", ("Settings", None))
 

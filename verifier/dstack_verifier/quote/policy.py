@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, Field, field_validator
 
 from ..model import CheckStatus
@@ -25,7 +27,17 @@ def mrseam_hex(text: str) -> str:
 
 
 # The policy's optional fields, recorded in a report only when set (an older report has none of them).
-OPTIONAL_FIELDS = ("max_collateral_age_seconds", "min_tcb_evaluation_data_number", "allowed_mrseams")
+OPTIONAL_FIELDS = ("max_collateral_age_seconds", "min_tcb_evaluation_data_number", "allowed_mrseams",
+                   "blocked_advisories")
+_ADVISORY_RE = re.compile(r"INTEL-SA-\d{5}")
+
+
+def advisory_id(text: str) -> str:
+    """An Intel security advisory id as the policy keeps it (INTEL-SA-NNNNN); ValueError otherwise."""
+    value = text.strip().upper()
+    if not _ADVISORY_RE.fullmatch(value):
+        raise ValueError(f"{text[:40]!r} is not an Intel advisory id (INTEL-SA- and five digits)")
+    return value
 
 
 class TcbPolicy(BaseModel):
@@ -44,6 +56,18 @@ class TcbPolicy(BaseModel):
     # Off by default: the TDX module builds (MRSEAM, hex) the reviewer accepts. DCAP only checks the module's signer
     # and TCB level; a pin names the exact build.
     allowed_mrseams: list[str] | None = None
+    # Off by default: advisories the reviewer will not accept, whatever the status. Intel lists advisories even with
+    # UpToDate (mitigations that need a configuration or software change), so a status alone can hide one.
+    blocked_advisories: list[str] | None = None
+
+    @field_validator("blocked_advisories")
+    @classmethod
+    def _advisories(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        if not v:
+            raise ValueError("an advisory block-list needs at least one id")
+        return [advisory_id(item) for item in v]
 
     @field_validator("allowed_mrseams")
     @classmethod
@@ -79,6 +103,9 @@ class TcbPolicy(BaseModel):
         pins = described.get("allowed_mrseams")
         if isinstance(pins, list):
             parts.append(f"TDX modules accepted (MRSEAM): {', '.join(map(str, pins))}")
+        blocked = described.get("blocked_advisories")
+        if isinstance(blocked, list):
+            parts.append(f"advisories that fail whatever the status: {', '.join(map(str, blocked))}")
         return "; ".join(parts)
 
     @classmethod

@@ -824,6 +824,10 @@ def verify_quote(
             decided = CheckStatus.FAIL
             summary += (f"; the TDX module's MRSEAM {q.body['mrseam'].hex()} is not one of the "
                         f"{len(policy.allowed_mrseams)} the policy allows")
+        blocked = [a for a in res.advisory_ids if policy.blocked_advisories and a.upper() in policy.blocked_advisories]
+        if blocked:
+            decided = CheckStatus.FAIL
+            summary += f"; advisories the policy blocks: {', '.join(blocked)}"
         return StepOutcome(decided, summary, {**outcome, "policy": policy.describe()})
 
     def freshness() -> StepOutcome:
