@@ -20,11 +20,11 @@ from tests.support.fixtures import fixture_path
 REAL_AT = 1751624191  # the real collateral is current at this instant (see tests/e2e/test_cli_verify.py)
 
 
-def synthetic(status: str, advisories: tuple[str, ...] = ()) -> Report:
+def synthetic(status: str, advisories: tuple[str, ...] = (), policy: TcbPolicy | None = None) -> Report:
     ev = make_evidence("tcb-pane", now=1_780_000_000, platform_status=status, platform_advisories=advisories)
     items = [detect(ev.quote, "quote.bin"), detect(ev.collateral_json.encode(), "collateral.json")]
     options = VerifyOptions(now=ev.now, anchor=TrustAnchor.from_der(ev.root_ca_der, "synth"), offline=True,
-                            reference=False)
+                            reference=False, policy=policy or TcbPolicy())
     return verify_evidence(items, options)
 
 
@@ -112,6 +112,15 @@ def test_advisories_not_in_intels_form_are_plain_escaped_text(pane: TcbPane) -> 
     pane.set_report(report, "app")
     text = pane.fields["advisories"].text()
     assert text.endswith(", &lt;b&gt;odd&lt;/b&gt;") and "intel-sa-00615.html" in text
+
+
+def test_an_advisory_the_policy_blocks_is_marked(pane: TcbPane) -> None:
+    report = synthetic("UpToDate", ("INTEL-SA-00615", "INTEL-SA-00828"),
+                       TcbPolicy(blocked_advisories=["INTEL-SA-00828"]))
+    pane.set_report(report, "app")
+    text = pane.fields["advisories"].text()
+    assert text.endswith("INTEL-SA-00828</a> <b>(blocked by the policy: the TCB status check fails)</b>")
+    assert text.count("blocked by the policy") == 1
 
 
 def test_the_evaluation_data_and_the_policy_minimum(pane: TcbPane) -> None:

@@ -252,7 +252,8 @@ class TcbPane(QWidget):
             f"#{m.get('index')} of the TCB Info (best first), {m.get('status')}, TCB date {m.get('tcb_date')}"
             + (f", level advisories {_text(adv)}" if adv else ""))
         self.fields["platform status"].setText(_text(e.get("platform_status")))
-        self._show_advisories(e.get("advisory_ids") or [])
+        blocked = (e.get("policy") or {}).get("blocked_advisories")
+        self._show_advisories(e.get("advisory_ids") or [], blocked if isinstance(blocked, list) else [])
         module = e.get("tdx_module")
         if isinstance(module, dict):
             mrseam = module.get("mrseam")
@@ -281,8 +282,9 @@ class TcbPane(QWidget):
             + ("" if least is None else f"; the policy requires at least {least}")
             + (": judged with older data, the TCB status check fails" if below else ""))
 
-    def _show_advisories(self, ids: list[Any]) -> None:
-        """Intel's advisory ids, each a link to its page at Intel's security center (opened only on a click)."""
+    def _show_advisories(self, ids: list[Any], blocked: list[Any]) -> None:
+        """Intel's advisory ids, each a link to its page at Intel's security center (opened only on a click); those
+        the policy blocks are marked."""
         label = self.fields["advisories"]
         if not ids:
             label.setTextFormat(Qt.TextFormat.PlainText)
@@ -296,6 +298,8 @@ class TcbPane(QWidget):
                 parts.append(f'<a href="{url}">{text}</a>')
             else:
                 parts.append(text)
+            if isinstance(value, str) and value.upper() in blocked:
+                parts[-1] += " <b>(blocked by the policy: the TCB status check fails)</b>"
         label.setTextFormat(Qt.TextFormat.RichText)
         label.setOpenExternalLinks(True)
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
