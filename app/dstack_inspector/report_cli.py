@@ -33,10 +33,22 @@ def add_report_parser(sub: argparse._SubParsersAction, parser_class: type[argpar
     v.add_argument("pack", type=Path, help="the evidence pack (.zip)")
     v.add_argument("--trusted-key", type=Path,
                    help="the signer's public key (PEM or raw); without it only the pack's own key is checked")
+    v.add_argument("--trusted-signer", action="append", type=_signer, metavar="FINGERPRINT",
+                   help="a signer you trust, by the fingerprint (key id) you compared with its owner; the pack's "
+                        "own key counts as trusted when it is one of them; repeat for several")
     v.add_argument("--json", action="store_true", help="print the verification result as JSON")
     k = commands.add_parser("key", help="show the signing key's fingerprint, or export its public key")
     k.add_argument("--key", type=Path, help="the signing key (default: the app's own key, created on first use)")
     k.add_argument("--export-public", type=Path, metavar="FILE", help="write the public key (PEM) to FILE")
+
+
+def _signer(text: str) -> str:
+    from .settings import signer_id
+
+    try:
+        return signer_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def default_key_path() -> Path:
@@ -109,7 +121,8 @@ def _verify(args: argparse.Namespace) -> int:
     from .settings import cache_dir
 
     trusted = load_public_key(args.trusted_key) if args.trusted_key is not None else None
-    result = verify_pack(args.pack, trusted, images=ImageOptions(cache_dir=cache_dir()))
+    result = verify_pack(args.pack, trusted, trusted_ids=frozenset(args.trusted_signer or ()),
+                         images=ImageOptions(cache_dir=cache_dir()))
     if args.json:
         sys.stdout.write(result.model_dump_json(indent=2, by_alias=True, exclude={"report", "rerun"}) + "\n")
     else:

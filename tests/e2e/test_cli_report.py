@@ -69,6 +69,18 @@ def test_export_then_verify_passes(tmp_path: Path, report_file: Path, capsys: py
     assert "not a trusted one" in out and "verdict PASS, re-run verdict PASS; 4 evidence files" in out
 
 
+def test_a_trusted_signer_by_fingerprint(tmp_path: Path, report_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pack = export(capsys, report_file, tmp_path / "demo.zip")
+    code, out, _ = run(capsys, "report", "key")
+    shown = next(line for line in out.splitlines() if "fingerprint" in line).split(":", 1)[1].strip()
+    code, out, err = run(capsys, "report", "verify", str(pack), "--trusted-signer", shown)
+    assert code == 0 and err == "" and "one of the signers you trust" in out
+    code, out, _ = run(capsys, "report", "verify", str(pack), "--trusted-signer", "ab" * 32)
+    assert code == 0 and "not a trusted one" in out  # intact, signer unknown
+    code, _, err = run(capsys, "report", "verify", str(pack), "--trusted-signer", "bbf1 b234")
+    assert code == 2 and "is not a key id" in err
+
+
 def test_a_pack_is_evidence_for_verify(tmp_path: Path, report_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`verify PACK.zip` verifies again the evidence the pack's report recorded, as `verify REPORT.json` does (its
     signature is `report verify`'s business); a zip that is no pack is bad input."""
