@@ -120,6 +120,7 @@ class VerdictBanner(QFrame):
         bold.setBold(True)
         bold.setPointSizeF(bold.pointSizeF() * 1.1)
         self.headline.setFont(bold)
+        self.headline.setWordWrap(True)  # a long headline wraps rather than widening the window
         self.detail = QLabel()
         self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
