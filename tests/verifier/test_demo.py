@@ -1,7 +1,7 @@
 """The demo evidence pack: one synthetic dstack deployment — App, KMS, Gateway — that verifies at its instant against
 its own (non-Intel) roots, every check that its evidence allows passing (the OS ones from the TDX-lite material of a
-stand-in OS image, the gateway's domain ones from its acme-info and a demo web root), the app's own evidence alone
-too, and it is reproducible."""
+stand-in OS image, RTMR0 with a warning that its ACPI tables are taken from the log; the gateway's domain ones from its
+acme-info and a demo web root), the app's own evidence alone too, and it is reproducible."""
 
 from __future__ import annotations
 
