@@ -875,7 +875,7 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     if options.onchain is None:
         options = replace(options, onchain=_governance(answer.kms_info.contract_address, answer.kms_info.chain_id,
                                                        options))
-    run = _Run.start(items, client)
+    run = _Run.of(items, client)
     saved = _gateway_from_files([e for e in items if e.kind == "acme-info"])
     if saved is not None:  # the gateway's acme-info saved beside the answer: used instead of fetching it
         gateway = replace(saved[1], url=answer.kms_info.gateway_app_url)
@@ -911,7 +911,7 @@ def _verify_trust_center(results: list[Evidence], items: list[Evidence], options
     result = parse_trust_center_result(found.data, found.name)
     if options.onchain is None:
         options = replace(options, onchain=_governance(result.kms_contract, result.chain, options))
-    run = _Run.start(items, client)
+    run = _Run.of(items, client)
     saved = _gateway_from_files([e for e in items if e.kind == "acme-info"])
     if saved is not None:
         gateway = replace(saved[1], url=result.gateway_url)
@@ -956,7 +956,7 @@ class _Run:
     start: int
 
     @classmethod
-    def start(cls, items: list[Evidence], client: NetClient | None) -> _Run:
+    def of(cls, items: list[Evidence], client: NetClient | None) -> _Run:
         recorded = _recorded_exchanges([e for e in items if e.kind in SHARED_KINDS])
         return cls(recorded, ReplayClient(recorded) if recorded else client,
                    len(client.recorder) if client is not None else 0)
