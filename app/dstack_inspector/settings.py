@@ -166,13 +166,17 @@ def load_settings(path: Path | None = None) -> tuple[UserSettings, str | None]:
 
 
 def save_settings(settings: UserSettings, path: Path | None = None) -> Path:
-    """Write the settings atomically (a temporary file renamed over the old one): a crash never leaves half a file."""
-    path = path or settings_path()
+    """Write the settings atomically: a crash never leaves half a file."""
+    return write_atomic(path or settings_path(), settings.model_dump_json(indent=2))
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write `text` to a temporary file renamed over `path`, so that a reader sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(settings.model_dump_json(indent=2))
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

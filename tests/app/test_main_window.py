@@ -4,6 +4,7 @@ exporting a signed pack and opening one, and the settings."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -421,3 +422,35 @@ def test_verify_app_refuses_what_is_no_app_id(window):
     window.offline_action.setChecked(False)
     assert not window.open_app("https://trust.phala.com/builders/acme")  # refused before any request
     assert "Not an app id" in window.message_bar.text() and window.session is None
+
+
+def test_the_layout_is_kept_between_sessions(qtbot):
+    """Geometry, docks and splitters come back as they were left; a damaged layout file means the default one."""
+    from dstack_inspector.gui.layout import layout_path
+
+    first = MainWindow(keep_layout=True)
+    qtbot.addWidget(first)
+    first.show()
+    first.view.splitter.setSizes([200, 500])
+    sizes = first.view.splitter.sizes()
+    first.side_dock.hide()
+    first.close()
+    saved = json.loads(layout_path().read_text())
+    assert saved["splitters"]["view"] == sizes and saved["geometry"] and saved["state"]
+
+    def graph_share(window: MainWindow) -> float:
+        top, bottom = window.view.splitter.sizes()
+        return top / (top + bottom)
+
+    again = MainWindow(keep_layout=True)
+    qtbot.addWidget(again)
+    again.show()
+    # The offscreen screen is smaller than the window, so its geometry is fitted to it: the split keeps its share.
+    assert abs(graph_share(again) - sizes[0] / sum(sizes)) < 0.02
+    assert not again.side_dock.isVisible()  # the docks as they were left
+    again.close()
+    layout_path().write_text('{"geometry": "!!", "state": 5}')
+    damaged = MainWindow(keep_layout=True)
+    qtbot.addWidget(damaged)
+    damaged.show()  # the default layout, no error
+    assert damaged.side_dock.isVisible() and abs(graph_share(damaged) - 0.42) < 0.02

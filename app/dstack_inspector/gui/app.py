@@ -87,7 +87,8 @@ def run_gui(evidence: list[Path] | None = None, screenshot: Path | None = None) 
     app = application()
     settings, warning = load_settings()
     apply_theme(app, settings.theme)  # before the widgets exist, so that every one of them takes the palette
-    window = MainWindow(settings=settings, settings_warning=warning)
+    # A screenshot is taken at a fixed size and layout, and leaves the user's saved one alone.
+    window = MainWindow(settings=settings, settings_warning=warning, keep_layout=screenshot is None)
     tune_gc()
     if evidence:
         window.open_paths([Path(p) for p in evidence])

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSplitter,
     QStyle,
     QToolBar,
     QVBoxLayout,
@@ -46,6 +47,7 @@ from ..workers import POOL_THREADS, CallWorker, VerifyJob, VerifyWorker, save_re
 from .copying import install_copy_everywhere
 from .dialogs import pack_headline
 from .history_view import HistoryView
+from .layout import restore_layout, save_layout
 from .report_view import ReportView
 from .tasks_view import TasksView
 from .vocabulary import count_statuses, format_time
@@ -109,8 +111,10 @@ class MainWindow(QMainWindow):
     taskSaved = Signal(int)  # a history id
 
     def __init__(self, parent: QWidget | None = None, *, store: TaskStore | None = None,
-                 settings: UserSettings | None = None, settings_warning: str | None = None) -> None:
+                 settings: UserSettings | None = None, settings_warning: str | None = None,
+                 keep_layout: bool = False) -> None:
         super().__init__(parent)
+        self.keep_layout = keep_layout  # restore the last session's layout at the first show, save it at close
         self.setWindowTitle("dstack-inspector")
         self.setAcceptDrops(True)
         self.pool = QThreadPool(self)
@@ -297,7 +301,11 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not getattr(self, "_sized", False):
             self._sized = True
-            self.balance_splitters()
+            if not (self.keep_layout and restore_layout(self, self._splitters())):
+                self.balance_splitters()
+
+    def _splitters(self) -> dict[str, QSplitter]:
+        return {"view": self.view.splitter, "checks": self.view.checks_splitter, "quote": self.quote_pane.splitter}
 
     def balance_splitters(self) -> None:
         height = max(self.view.splitter.height(), 600)
@@ -942,4 +950,6 @@ class MainWindow(QMainWindow):
         self.pool.waitForDone(5000)
         if self.store is not None:
             self.store.close()
+        if self.keep_layout:
+            save_layout(self, self._splitters())
         super().closeEvent(event)
