@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--screenshot", type=Path, help="render the window to this PNG and exit")
     v = sub.add_parser("verify", help="verify evidence and print the checks or the JSON report")
     v.add_argument("evidence", nargs="*", type=Path,
-                   help="quote (binary/hex), GetQuote/attestation JSON, event log, app-compose, certificates, "
-                        "collateral, a saved Phala Cloud answer, or a report")
+                   help="quote (binary, hex or base64), GetQuote/attestation JSON, event log, app-compose, "
+                        "certificates, collateral, a saved Phala Cloud answer, a Trust Center result, an evidence "
+                        "pack, or a report")
     v.add_argument("--app-id", help="fetch the app's attestations from the Phala Cloud API (App, KMS and Gateway); "
                                     "a Trust Center page's address (…/app/<app id>) stands for its app id")
     v.add_argument("--cloud-url", help="Phala Cloud API base URL (default: the public API)")
