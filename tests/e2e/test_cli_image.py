@@ -250,6 +250,28 @@ def test_the_onchain_check_asks_about_the_verified_image(capsys: pytest.CaptureF
     assert f"OS image 0x{scenario.vm_config['os_image_hash'][:8]}… in allowedOsImages" in onchain["details"]["passed"]
 
 
+def test_an_unusual_boot_sequence_still_checks_the_compose(capsys: pytest.CaptureFixture[str], scenario: Scenario,
+                                                           tmp_path: Path) -> None:
+    """An event dstack's boot does not write only warns: the app's identity stands (the first values are still the
+    ones used), so the compose is still held to the compose-hash event, and a wrong one fails."""
+    compose = json.dumps({"manifest_version": 2, "name": "measured"}).encode()
+    runtime = [(name, hashlib.sha256(compose).digest() if name == "compose-hash" else payload)
+               for name, payload in runtime_log(bytes.fromhex(scenario.vm_config["os_image_hash"]))]
+    runtime.insert(3, ("my-event", b"1"))  # before system-ready
+    getquote, _ = write_boot(tmp_path / "getquote.json", scenario.expected, scenario.vm_config, runtime)
+    other = tmp_path / "app-compose.json"
+    other.write_bytes(json.dumps({"manifest_version": 2, "name": "another"}).encode())
+    code = main(["verify", str(getquote), str(other), "--collateral", str(scenario.collateral), "--root-ca",
+                 str(scenario.root), "--at", str(SYNTH_NOW), "--phases", "hardware,source", "--json"])
+    checks = checks_of(json.loads(capsys.readouterr().out))
+    assert checks["eventlog.rtmr3_payloads"]["status"] == "warn"
+    assert checks["source.compose_hash"]["status"] == "fail" and code == 1
+    other.write_bytes(compose)
+    code = main(["verify", str(getquote), str(other), "--collateral", str(scenario.collateral), "--root-ca",
+                 str(scenario.root), "--at", str(SYNTH_NOW), "--phases", "hardware,source", "--json"])
+    assert checks_of(json.loads(capsys.readouterr().out))["source.compose_hash"]["status"] == "pass"
+
+
 def test_measure_prints_the_same_registers(capsys: pytest.CaptureFixture[str], scenario: Scenario) -> None:
     code = main(["measure", "--image-dir", str(scenario.image), "--vm-config", str(scenario.getquote), "--json"])
     out, err = capsys.readouterr()

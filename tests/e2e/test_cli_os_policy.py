@@ -67,9 +67,27 @@ def test_an_image_the_list_refuses_fails_even_unchecked(capsys: pytest.CaptureFi
     code, report = run(capsys, str(path), *BASE[1:], "--os-image", OTHER)
     check = image_check(report)
     assert check["status"] == "fail" and code == 1
-    assert check["summary"].startswith(f"vm_config.os_image_hash (not verified: no image at hand) {IMAGE} is not one")
+    assert check["summary"].startswith(f"the hardware-measured os-image-hash RTMR3 event {IMAGE} is not one")
     code, report = run(capsys, str(path), *BASE[1:], "--os-image", IMAGE)
     assert image_check(report)["status"] == "skip" and image_check(report)["details"]["allowed"] is True
+    # The VM config may claim an accepted image: the image the hardware measured is what counts.
+    vm["os_image_hash"] = OTHER
+    doc["vm_config"] = json.dumps(vm)
+    path.write_text(json.dumps(doc))
+    code, report = run(capsys, str(path), *BASE[1:], "--os-image", OTHER)
+    check = image_check(report)
+    assert check["status"] == "fail" and code == 1
+    assert check["summary"].startswith(f"the hardware-measured os-image-hash RTMR3 event {IMAGE} is not one")
+    # And a VM config that names no image at all still has the hardware-measured one held to the list.
+    del vm["os_image_hash"], vm["tdx_measurement"]
+    doc["vm_config"] = json.dumps(vm)
+    path.write_text(json.dumps(doc))
+    code, report = run(capsys, str(path), *BASE[1:], "--os-image", OTHER)
+    check = image_check(report)
+    assert check["status"] == "fail" and "RTMR3 event" in check["summary"] and code == 1
+    code, report = run(capsys, str(path), *BASE[1:])
+    assert image_check(report)["summary"] == ("skipped: the VM config names no OS image (no os_image_hash, no "
+                                              "TDX-lite material)")
 
 
 def test_a_malformed_image_hash_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

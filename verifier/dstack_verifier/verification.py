@@ -245,8 +245,10 @@ def _eventlog_checks(ev: EntityEvidence, quote: Quote, state: _SourceState) -> l
     else:
         replay = check_replay(ev.events, quote, ev.entity)
     payloads = check_rtmr3_payloads(ev.events, quote, ev.entity)
-    if payloads.status is CheckStatus.PASS:
-        # App info comes from the RTMR3 events only once they are bound to the quote.
+    if payloads.status in (CheckStatus.PASS, CheckStatus.WARN):
+        # App info comes from the RTMR3 events only once they are bound to the quote. A warning (an unusual boot
+        # sequence) still binds every payload, and the first value is the one used: the app's identity stands, and
+        # the checks that rest on it must run (else a warning would switch them off).
         state.app_info = extract_app_info(ev.events)
     return [replay, payloads]
 
@@ -314,8 +316,11 @@ def _os_checks(ev: EntityEvidence, quote: Quote, state: _SourceState, options: V
     images = options.images or ImageOptions()
     if vm is None or (images.image_dir is None and not vm.get("os_image_hash") and "tdx_measurement" not in vm):
         state.absent.update(OS_CHECKS)
-        reason = "no VM config given (a GetQuote or attestation JSON carries it): the OS image is unknown"
-        return [_skip(check_id, ev.entity, "os", reason) for check_id in OS_CHECKS]
+        reason = ("no VM config given (a GetQuote or attestation JSON carries it): the OS image is unknown"
+                  if vm is None else "the VM config names no OS image (no os_image_hash, no TDX-lite material)")
+        skipped = [_skip(check_id, ev.entity, "os", reason) for check_id in OS_CHECKS]
+        # An accepted-images list still holds the image the hardware measured (the RTMR3 event) to it.
+        return [_noted_image(state, skipped[0], vm, images), *skipped[1:]]
     measured = state.app_info.os_image_hash if state.app_info else None
     logged = None if ev.events_stripped else ev.events  # a stripped log has no RTMR0-2 events to compare one by one
     # The boot's variant picks the path, as in dstack's verifier: the lite material rides along on legacy boots too,
@@ -347,12 +352,13 @@ def _os_checks(ev: EntityEvidence, quote: Quote, state: _SourceState, options: V
     return [image_check, *check_registers(measurement, quote, logged, ev.entity, "")]
 
 
-def _noted_image(state: _SourceState, check: Check, vm: dict[str, Any], images: ImageOptions) -> Check:
+def _noted_image(state: _SourceState, check: Check, vm: dict[str, Any] | None, images: ImageOptions) -> Check:
     """The user's accepted images applied; the OS image hash of an os.image_hash that held kept, for the on-chain
     check to ask about."""
     from .measure.image_check import apply_allowed_images
 
-    check = apply_allowed_images(check, vm, images.allowed)
+    measured = state.app_info.os_image_hash if state.app_info else None
+    check = apply_allowed_images(check, vm, measured, images.allowed)
     if check.status in (CheckStatus.PASS, CheckStatus.WARN) and check.details.get("os_image_hash"):
         state.verified_os_image_hash = bytes.fromhex(check.details["os_image_hash"])
     return check

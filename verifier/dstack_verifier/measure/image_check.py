@@ -37,26 +37,36 @@ def os_image_hex(text: str) -> str:
     return value
 
 
-def apply_allowed_images(check: Check, vm_config: dict[str, Any] | None, allowed: tuple[str, ...]) -> Check:
+def apply_allowed_images(check: Check, vm_config: dict[str, Any] | None, measured: bytes | None,
+                         allowed: tuple[str, ...]) -> Check:
     """The user's list of accepted OS images (e.g. the releases they reviewed), applied to `os.image_hash`: an
-    image that held but is not listed fails; one that is listed says so. Skipped (no image at hand), the VM config's
-    claim is still compared: an image the list does not accept fails whether or not the files could be checked.
+    image that held but is not listed fails; one that is listed says so. With no image at hand (skipped), what names
+    the image is still compared: the hardware-measured os-image-hash RTMR3 event, and the VM config's claim; any of
+    them the list does not accept fails, whether or not the files could be checked.
 
     It stands in for the KMS's `allowedOsImages` offline, and is what makes a TDX-lite pass name a known release."""
     if not allowed:
         return check
-    verified = check.details.get("os_image_hash") if check.status in (CheckStatus.PASS, CheckStatus.WARN) else None
-    claimed = _vm_config_hash(vm_config, []) if check.status is CheckStatus.SKIP else None
-    image = verified or claimed
-    if image is None:
+    if check.status in (CheckStatus.PASS, CheckStatus.WARN):
+        verified = check.details.get("os_image_hash")
+        named = [("os_image_hash", verified)] if isinstance(verified, str) else []
+    elif check.status is CheckStatus.SKIP:
+        named = [(what, value) for what, value in (
+            ("the hardware-measured os-image-hash RTMR3 event", measured.hex() if measured else None),
+            ("vm_config.os_image_hash (not verified: no image at hand)", _vm_config_hash(vm_config, [])))
+            if value is not None]
+    else:
+        return check  # it failed already, for a reason of its own
+    if not named:
         return check
-    details = {**check.details, "allowed_os_images": list(allowed), "allowed": image in allowed}
-    if image in allowed:
-        if verified is None:
+    refused = [(what, value) for what, value in named if value not in allowed]
+    details = {**check.details, "allowed_os_images": list(allowed), "allowed": not refused}
+    if not refused:
+        if check.status is CheckStatus.SKIP:
             return check.model_copy(update={"details": details})
         return check.model_copy(update={"summary": f"{check.summary}; an image the policy accepts",
                                         "details": details})
-    what = "os_image_hash" if verified else "vm_config.os_image_hash (not verified: no image at hand)"
+    what, image = refused[0]
     return check.model_copy(update={
         "status": CheckStatus.FAIL,
         "summary": f"{what} {image} is not one of the {len(allowed)} OS image(s) the policy accepts",
