@@ -454,3 +454,21 @@ def test_the_layout_is_kept_between_sessions(qtbot):
     qtbot.addWidget(damaged)
     damaged.show()  # the default layout, no error
     assert damaged.side_dock.isVisible() and abs(graph_share(damaged) - 0.42) < 0.02
+
+
+def test_a_pack_whose_re_run_fails_is_described_not_rendered(window, qtbot, tmp_path):
+    """The window shows only our own re-run of a pack: a pack whose checks cannot be re-run (here, its signed
+    policy names no phases) is described in the dialog, and its report.json, someone else's document, is not drawn."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from dstack_verifier.report.export import export_pack
+    from dstack_verifier.verification import verify_evidence
+
+    demo = load_demo()
+    report = verify_evidence(demo.app_items, demo.options())
+    odd = report.model_copy(update={"policy": {**report.policy, "phases": []}})
+    out = tmp_path / "odd.zip"
+    export_pack(odd, out, Ed25519PrivateKey.from_private_bytes(b"\x0a" * 32))
+    window.open_pack(out)
+    qtbot.waitUntil(lambda: getattr(window, "last_pack", None) is not None, timeout=WAIT_MS)
+    assert not window.last_pack.ok and window.last_pack.rerun is None
+    assert window.report is None and "does NOT verify" in window.pack_dialog.headline.text()

@@ -66,7 +66,10 @@ def entity_quote(report: Report, entity: str) -> bytes | None:
 
     A saved Phala Cloud answer holds one quote per entity; other reports verify one entity. The quote found must
     carry the report_data the report decoded for that entity, so a quote is never shown under the wrong entity."""
-    decoded = (report.entities.get(entity) or {}).get("quote") or {}
+    data = report.entities.get(entity)
+    decoded = data.get("quote") if isinstance(data, dict) else None
+    if not isinstance(decoded, dict):
+        return None
     raw: bytes | None = None
     cloud = next((i for i in report.inputs if i.role == "cloud-attestations" and i.content_b64), None)
     try:

@@ -90,6 +90,14 @@ def _hex_bytes(value: Any) -> bytes | None:
         return None
 
 
+def _dict(value: Any) -> dict[str, Any]:  # a report may be hand-edited: what is not an object holds nothing
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _int(value: Any, default: int = -1) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
@@ -156,12 +164,12 @@ def _preimage(row: EventRow, version: object) -> str:
 
 def event_rows(report: Report, entity: str) -> list[EventRow]:
     """The rows of the table for `entity`; empty when the report has no event log for it."""
-    data = report.entities.get(entity) or {}
-    events = (data.get("event_log") or {}).get("events") or []
-    runtime = {_int(r.get("index")): r for r in _check_details(report, entity, "eventlog.rtmr3_payloads")
-               .get("events") or [] if isinstance(r, dict)}
-    measured = {(m.get("register"), _int(m.get("index"))): m
-                for m in (data.get("measurement") or {}).get("events") or [] if isinstance(m, dict)}
+    data = _dict(report.entities.get(entity))
+    events = _list(_dict(data.get("event_log")).get("events"))
+    runtime = {_int(r.get("index")): r for r in _list(_check_details(report, entity, "eventlog.rtmr3_payloads")
+               .get("events")) if isinstance(r, dict)}
+    measured = {(str(m.get("register")), _int(m.get("index"))): m
+                for m in _list(_dict(data.get("measurement")).get("events")) if isinstance(m, dict)}
     position: dict[int, int] = {}  # events seen so far per register: the measurement's index within a register
     rows = []
     for index, event in enumerate(events):

@@ -807,7 +807,9 @@ class MainWindow(QMainWindow):
 
         assert isinstance(result, PackVerification)
         self.last_pack = result
-        shown = result.rerun or result.report
+        # Only the re-run is shown: it is our own verification of the pack's evidence. The pack's report.json is
+        # someone else's document, and one whose re-run failed is described in the pack dialog, not rendered.
+        shown = result.rerun
         if shown is not None:
             anchor = load_anchor(None)
             session = Session(items=[detect(shown.to_json().encode(), Path(result.path).name)], anchor=anchor,

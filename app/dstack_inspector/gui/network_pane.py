@@ -46,7 +46,7 @@ def recorded_exchanges(report: Report | None) -> tuple[list[Exchange], str | Non
         try:
             doc = json.loads(base64.b64decode(item.content_b64, validate=True))
             out += [Exchange.model_validate(x) for x in doc["exchanges"]]
-        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError):
             return out, f"the recording {item.name} does not decode"
     return out, None
 

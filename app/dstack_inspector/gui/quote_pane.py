@@ -211,13 +211,28 @@ class HexView(QPlainTextEdit):
 FIELD_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
-def _decoded_value(name: str, decoded: dict[str, Any]) -> Any:
+def _spans(layout: Any, size: int) -> list[tuple[str, int, int]]:
+    """The field spans of a report's quote layout that fit the quote (a hand-edited report may hold anything)."""
+    out = []
+    for s in layout if isinstance(layout, list) else []:
+        if not isinstance(s, dict):
+            continue
+        name, start, end = s.get("name"), s.get("start"), s.get("end")
+        if isinstance(name, str) and isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= size:
+            out.append((name, start, end))
+    return out
+
+
+def _decoded_value(name: str, decoded: Any) -> Any:
+    if not isinstance(decoded, dict):
+        return None
     parts = name.split(".")
     last = parts[-1]
     if parts[0] in ("header", "body") and len(parts) == 2:
         return decoded.get(last)
-    if "qe_report" in parts[:-1]:
-        return (decoded.get("qe_report") or {}).get(last)
+    qe = decoded.get("qe_report")
+    if "qe_report" in parts[:-1] and isinstance(qe, dict):
+        return qe.get(last)
     return None
 
 
@@ -319,8 +334,7 @@ class QuotePane(QWidget):
         self._raw = raw
         self.hex.set_data(raw)
         self.hex_title.setText(f"Raw quote — {len(raw)} bytes")
-        self._spans = [(str(s["name"]), int(s["start"]), int(s["end"])) for s in layout
-                       if 0 <= int(s["start"]) <= int(s["end"]) <= len(raw)]
+        self._spans = _spans(layout, len(raw))
         root = self.tree.invisibleRootItem()
         for name, start, end in self._spans:
             item = self._node(name, root)

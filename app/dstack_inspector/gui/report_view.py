@@ -222,17 +222,22 @@ def event_links(check: Check) -> list[tuple[str, str]]:
     registers that do not replay, the RTMR0-2 events that differ from the measurement (counted within their
     register), else the register the check is about."""
     d = check.details
+
+    def listed(key: str) -> list[Any]:  # a report may come from anyone: what is not a list lists nothing
+        value = d.get(key)
+        return value if isinstance(value, list) else []
+
     if check.id == "eventlog.rtmr3_payloads":
-        bad = [r for r in d.get("events", []) if isinstance(r, dict) and isinstance(r.get("index"), int)
+        bad = [r for r in listed("events") if isinstance(r, dict) and isinstance(r.get("index"), int)
                and (r.get("digest_field_matches") is False or r.get("preimage_matches") is False)]
         return [(f"event:{r['index']}", f"event {r['index']} ({r.get('name') or 'unnamed'})") for r in bad[:3]] or \
             [("register:3", "the RTMR3 events")]
     if check.id == "eventlog.replay":
-        return [(f"register:{m[-1]}", f"the RTMR{m[-1]} events") for m in d.get("mismatches", [])
+        return [(f"register:{m[-1]}", f"the RTMR{m[-1]} events") for m in listed("mismatches")
                 if isinstance(m, str) and m in ("rtmr0", "rtmr1", "rtmr2", "rtmr3")]
     if check.id in ("os.rtmr0", "os.rtmr1", "os.rtmr2"):
         register = int(check.id[-1])
-        differing = [r for r in d.get("events", []) if isinstance(r, dict) and r.get("match") is False
+        differing = [r for r in listed("events") if isinstance(r, dict) and r.get("match") is False
                      and isinstance(r.get("index"), int)]
         return [(f"register-event:{register}:{r['index']}", f"RTMR{register} event {r['index']} ({r.get('what')})")
                 for r in differing[:3]] or [(f"register:{register}", f"the RTMR{register} events")]

@@ -74,7 +74,9 @@ def tcb_explanation(report: Report, entity: str) -> dict[str, Any]:
 def recorded_tcb_levels(report: Report, entity: str) -> list[PlatformTcbLevel]:
     """The levels of the TCB Info the verification used (recorded collateral of the entity's FMSPC), best first as
     the explanation indexes them; [] when the report did not record it."""
-    fmspc = str(((report.entities.get(entity) or {}).get("pck") or {}).get("fmspc", "")).lower()
+    data = report.entities.get(entity)
+    pck = data.get("pck") if isinstance(data, dict) else None
+    fmspc = str(pck.get("fmspc", "") if isinstance(pck, dict) else "").lower()
     for item in report.inputs:
         if item.role != "collateral" or not item.content_b64:
             continue
@@ -246,18 +248,20 @@ class TcbPane(QWidget):
         self._fill_table()
 
     def _fill_fields(self, e: dict[str, Any]) -> None:
-        m = e.get("matched_level") or {}
+        m = e.get("matched_level") if isinstance(e.get("matched_level"), dict) else {}
         adv = m.get("advisory_ids")
         self.fields["matched level"].setText(
             f"#{m.get('index')} of the TCB Info (best first), {m.get('status')}, TCB date {m.get('tcb_date')}"
             + (f", level advisories {_text(adv)}" if adv else ""))
         self.fields["platform status"].setText(_text(e.get("platform_status")))
-        blocked = (e.get("policy") or {}).get("blocked_advisories")
-        self._show_advisories(e.get("advisory_ids") or [], blocked if isinstance(blocked, list) else [])
+        policy = e.get("policy") if isinstance(e.get("policy"), dict) else {}  # a hand-edited report: no policy
+        blocked = policy.get("blocked_advisories")
+        ids = e.get("advisory_ids")
+        self._show_advisories(ids if isinstance(ids, list) else [], blocked if isinstance(blocked, list) else [])
         module = e.get("tdx_module")
         if isinstance(module, dict):
             mrseam = module.get("mrseam")
-            pins = (e.get("policy") or {}).get("allowed_mrseams")
+            pins = policy.get("allowed_mrseams")
             pinned = "" if not isinstance(pins, list) or mrseam is None else \
                 (", one the policy accepts" if mrseam in pins else ", NOT one the policy accepts")
             self.fields["TDX module"].setText(
@@ -275,7 +279,7 @@ class TcbPane(QWidget):
         self.fields["why not better"].setText(why or "nothing: no better level exists")
         self.fields["notes"].setText(_text(e.get("notes")))
         number = e.get("tcb_evaluation_data_number")
-        least = (e.get("policy") or {}).get("min_tcb_evaluation_data_number")
+        least = policy.get("min_tcb_evaluation_data_number")
         below = isinstance(number, int) and isinstance(least, int) and number < least
         self.fields["evaluation data"].setText(
             "" if number is None else f"TCB evaluation data number {number}"

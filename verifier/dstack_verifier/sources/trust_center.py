@@ -232,8 +232,9 @@ def claims_line(entities: dict[str, Any]) -> str | None:
         return None
     first = next(iter(found.values()))
     success = first.get("success")
-    overall = {True: "success", False: "failure", None: "no overall verdict (a bare DataObject list)"}[success]
-    statuses = ", ".join(f"{e} {c.get('tcb_status') or '?'}" for e, c in found.items())
-    failures = len(first.get("failures") or []) + len(first.get("errors") or [])
+    overall = ("success" if success is True else "failure" if success is False else
+               "no overall verdict (a bare DataObject list)")
+    statuses = ", ".join(f"{e} {str(c.get('tcb_status') or '?')[:40]}" for e, c in found.items())
+    failures = sum(len(v) for v in (first.get("failures"), first.get("errors")) if isinstance(v, list))
     recorded = f"; {failures} failure(s) recorded" if failures else ""
     return f"the Trust Center claimed {overall}; TCB status {statuses}{recorded}"
