@@ -449,6 +449,11 @@ def test_the_layout_is_kept_between_sessions(qtbot):
     assert abs(graph_share(again) - sizes[0] / sum(sizes)) < 0.02
     assert not again.side_dock.isVisible()  # the docks as they were left
     again.close()
+    layout_path().write_text("[" * 5000 + "]" * 5000)  # deeply nested: json would recurse without end
+    deep = MainWindow(keep_layout=True)
+    qtbot.addWidget(deep)
+    deep.show()
+    deep.close()
     layout_path().write_text('{"geometry": "!!", "state": 5}')
     damaged = MainWindow(keep_layout=True)
     qtbot.addWidget(damaged)

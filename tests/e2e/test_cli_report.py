@@ -232,3 +232,30 @@ def test_a_stricter_tcb_policy_is_signed_and_re_run(tmp_path: Path, capsys: pyte
     code, out, err = run(capsys, "report", "verify", str(pack))
     assert code == 0 and err == "", out  # the re-run under the signed policy warns alike
     assert "verdict PASS, re-run verdict PASS" in out
+
+
+def test_damaged_and_nested_packs_are_bad_input(tmp_path: Path, report_file: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A central directory said to start past where it does (Python's zipfile then seeks before the file's start),
+    and a pack whose report.json is a pack again: one line each, exit 2, for `verify` and `report verify`."""
+    import struct
+
+    pack = export(capsys, report_file, tmp_path / "demo.zip")
+    data = bytearray(pack.read_bytes())
+    end = data.rindex(b"PK\x05\x06")
+    (offset,) = struct.unpack_from("<L", data, end + 16)
+    struct.pack_into("<L", data, end + 16, offset + 7)
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(bytes(data))
+    inner = pack.read_bytes()
+    for _ in range(3):  # a pack inside a pack inside a pack
+        nested = tmp_path / "nested.zip"
+        write_pack({"report.json": inner}, nested)
+        inner = nested.read_bytes()
+    for argv, status, words in (
+            (["verify", str(damaged), "--offline"], 2, "not a zip archive"),
+            (["report", "verify", str(damaged)], 2, "not a zip archive"),
+            (["verify", str(nested), "--offline"], 2, "report.json of the pack is not a dstack-inspector report"),
+            (["report", "verify", str(nested)], 1, "pack verification failed")):  # a zip, but not a pack that verifies
+        code, _, err = run(capsys, *argv)
+        assert code == status and err.count("\n") == 1 and words in err, (argv, err)

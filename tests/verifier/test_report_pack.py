@@ -87,6 +87,9 @@ def test_ear_status_of_an_entity() -> None:
     assert ear_status(["pass", "warn", "skip"]) == "warning"
     assert ear_status(["pass", "warn", "fail"]) == "contraindicated"
     assert ear_status(["pass", "error"]) == "none" and ear_status(["skip", "skip"]) == "none"
+    # In a verification left incomplete, an entity with a skipped check was not fully appraised.
+    assert ear_status(["pass", "skip"], incomplete=True) == "none"
+    assert ear_status(["pass"], incomplete=True) == "affirming"
 
 
 def test_a_pack_re_runs_under_the_os_images_it_accepted(tmp_path: Path) -> None:

@@ -174,3 +174,16 @@ def test_a_result_with_no_quote_is_refused() -> None:
     objects = [o for o in real_objects() if not o["id"].endswith("-main")]
     with pytest.raises(SourceError, match="holds no quote"):
         parse_trust_center_result(json.dumps(objects).encode(), "tc.json")
+
+
+def test_a_result_without_the_apps_quote_leaves_the_app_unverified(capsys: pytest.CaptureFixture[str],
+                                                                   tmp_path: Any) -> None:
+    objects = json.loads(json.dumps(real_objects()))
+    next(o for o in objects if o["id"] == "app-main")["fields"].pop("intel_attestation_report")
+    path = tmp_path / "no-app.json"
+    path.write_text(json.dumps(objects))
+    code = main(["verify", str(path), "--offline", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    missing = [c for c in report["checks"] if c["id"] == "hardware.entity_evidence"]
+    assert [(c["entity"], c["status"]) for c in missing] == [("app", "skip")]
+    assert "holds no quote of the app" in missing[0]["summary"] and code == 1  # the KMS's compose still fails

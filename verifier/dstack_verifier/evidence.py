@@ -180,7 +180,9 @@ def _pack_report(data: bytes, name: str) -> Evidence:
     report = read_pack_bytes(data, name).get(REPORT_FILE)
     if report is None:
         raise InputError(f"a zip archive without {REPORT_FILE}: not an evidence pack", source=name)
-    found = detect(report, f"{name}:{REPORT_FILE}")
+    if not report.lstrip().startswith(b"{"):  # JSON only: a pack inside a pack would be read again, without end
+        raise InputError(f"{REPORT_FILE} of the pack is not a dstack-inspector report", source=name)
+    found = _detect_json(report, f"{name}:{REPORT_FILE}")
     if found.kind != "report":
         raise InputError(f"{REPORT_FILE} of the pack is not a dstack-inspector report", source=name)
     return found

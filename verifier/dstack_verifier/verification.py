@@ -931,12 +931,14 @@ def _verify_trust_center(results: list[Evidence], items: list[Evidence], options
         per_entity, items, options, run, client=client, cache=cache, memo=memo, progress=progress, gateway=gateway,
         kms_meta=kms_meta, gateway_app_id=result.gateway_app_id,
         answer_input=found.input_file(role="trust-center-result"),
-        missing=lambda entity: _missing_entity(entity, f"the Trust Center result holds no quote of the {entity}"))
+        missing=lambda entity: _missing_entity(entity, f"the Trust Center result holds no quote of the {entity}"),
+        expected=("app", "kms", "gateway"))  # a result may lack even the app's
     claims = result.claims.model_dump(mode="json")
     entities = {entity: {**data, "trust_center_claims": {
         "tcb_status": claims["tcb_status"].get(entity), "success": claims["success"],
         "completed_at": claims["completed_at"], "errors": claims["errors"], "failures": claims["failures"],
-        "notes": [n for n in result.notes if n.startswith(f"{entity}:")] or list(result.notes)}}
+        "notes": [n for n in result.notes if n.startswith(f"{entity}:")
+                  or not n.startswith(("app:", "kms:", "gateway:"))]}}
         for entity, data in report.entities.items()}
     return report.model_copy(update={"entities": entities})
 
@@ -972,7 +974,8 @@ def _verify_deployment(per_entity: dict[str, list[Evidence]], items: list[Eviden
                        run: _Run, *, client: NetClient | None, cache: CollateralCache | None,
                        memo: CollateralMemo | None, progress: Progress, gateway: GatewayEndpoints,
                        kms_meta: KmsMeta | None, gateway_app_id: str | None, answer_input: InputFile,
-                       missing: Callable[[Entity], Check]) -> Report:
+                       missing: Callable[[Entity], Check], expected: tuple[Entity, ...] = ("kms", "gateway")
+                       ) -> Report:
     """App, KMS and gateway each verified from their evidence (one collateral memo, one pinned block for the
     chain), the reports merged and the checks between the entities added."""
     from .crossentity import cross_entity_checks
@@ -1011,7 +1014,7 @@ def _verify_deployment(per_entity: dict[str, list[Evidence]], items: list[Eviden
     cross = _mark_phase_off(cross_entity_checks(by_entity, gateway_app_id), options.phases)
     checks += cross
     verdicts = {report.verdict for _, report in reports}
-    absent = [missing(e) for e in ("kms", "gateway") if e not in by_entity]  # type: ignore[arg-type]
+    absent = [missing(e) for e in expected if e not in by_entity]
     checks += absent
     if absent:
         verdicts.add(Verdict.INCOMPLETE)

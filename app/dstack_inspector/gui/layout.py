@@ -41,7 +41,7 @@ def restore_layout(window: QMainWindow, splitters: dict[str, QSplitter], path: P
         geometry = base64.b64decode(doc["geometry"], validate=True)
         state = base64.b64decode(doc["state"], validate=True)
         sizes = doc["splitters"]
-    except (OSError, ValueError, TypeError, KeyError, binascii.Error):
+    except (OSError, ValueError, TypeError, KeyError, binascii.Error, RecursionError):
         return False
     if not window.restoreGeometry(QByteArray(geometry)):
         return False

@@ -62,12 +62,13 @@ def read_pack(path: Path) -> dict[str, bytes]:
     if size > MAX_PACK_BYTES:
         raise InputError(f"pack is {size} bytes, more than the {MAX_PACK_BYTES} a pack may have", source=source)
     try:
-        with zipfile.ZipFile(path) as zf:
-            return _read_members(zf, source)
-    except zipfile.BadZipFile as exc:
-        raise InputError(f"not a zip archive ({exc})", source=source) from None
+        with path.open("rb") as fh:
+            data = fh.read(MAX_PACK_BYTES + 1)
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", source=source) from None
+    if len(data) > MAX_PACK_BYTES:
+        raise InputError(f"file grew past {MAX_PACK_BYTES} bytes while being read", source=source)
+    return read_pack_bytes(data, source)
 
 
 def read_pack_bytes(data: bytes, source: str) -> dict[str, bytes]:
@@ -75,8 +76,8 @@ def read_pack_bytes(data: bytes, source: str) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return _read_members(zf, source)
-    except zipfile.BadZipFile as exc:
-        raise InputError(f"not a zip archive ({exc})", source=source) from None
+    except (zipfile.BadZipFile, ValueError, EOFError) as exc:  # a damaged directory can seek before the start
+        raise InputError(f"not a zip archive ({str(exc)[:120]})", source=source) from None
 
 
 def _read_members(zf: zipfile.ZipFile, source: str) -> dict[str, bytes]:

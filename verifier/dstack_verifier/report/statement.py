@@ -84,12 +84,13 @@ class EntityResult(_Camel):
     checks: list[CheckResult]
 
 
-def ear_status(statuses: list[str]) -> str:
-    """EAR's trustworthiness tier of one entity's checks: a failure contraindicates; an error, or nothing that ran,
-    makes no claim; a warning warns; else affirming."""
+def ear_status(statuses: list[str], incomplete: bool = False) -> str:
+    """EAR's trustworthiness tier of one entity's checks: a failure contraindicates; an error, nothing that ran, or
+    a skipped check in a verification left incomplete (something it needed was not checked) makes no claim; a
+    warning warns; else affirming."""
     if "fail" in statuses:
         return "contraindicated"
-    if "error" in statuses or all(s == "skip" for s in statuses):
+    if "error" in statuses or all(s == "skip" for s in statuses) or (incomplete and "skip" in statuses):
         return "none"
     return "warning" if "warn" in statuses else "affirming"
 
@@ -145,8 +146,9 @@ def verification_predicate(report: Report, evidence: list[PackedInput], anchor: 
     for c in report.checks:  # timings and check details stay out: the report.json subject carries them
         submods.setdefault(c.entity, EntityResult(checks=[])).checks.append(
             CheckResult(id=c.id, phase=c.phase, status=c.status.value, anchor=str(c.anchor), summary=c.summary))
+    incomplete = report.verdict.value == "incomplete"
     for result in submods.values():
-        result.status = ear_status([c.status for c in result.checks])
+        result.status = ear_status([c.status for c in result.checks], incomplete)
     return VerificationPredicate(
         verifier=VerifierInfo(version=report.verifier_version),
         time_verified=datetime.fromtimestamp(report.verified_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
