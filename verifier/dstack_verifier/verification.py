@@ -317,7 +317,7 @@ def _os_checks(ev: EntityEvidence, quote: Quote, state: _SourceState, options: V
     if vm is None or (images.image_dir is None and not vm.get("os_image_hash") and "tdx_measurement" not in vm):
         state.absent.update(OS_CHECKS)
         reason = ("no VM config given (a GetQuote or attestation JSON carries it): the OS image is unknown"
-                  if vm is None else "the VM config names no OS image (no os_image_hash, no TDX-lite material)")
+                  if not vm else "the VM config names no OS image (no os_image_hash, no TDX-lite material)")
         skipped = [_skip(check_id, ev.entity, "os", reason) for check_id in OS_CHECKS]
         # An accepted-images list still holds the image the hardware measured (the RTMR3 event) to it.
         return [_noted_image(state, skipped[0], vm, images), *skipped[1:]]
