@@ -15,7 +15,7 @@ from dstack_verifier.onchain import CHAINS
 from dstack_verifier.quote.pccs import PHALA_PCCS_URL
 from dstack_verifier.quote.policy import TcbPolicy, advisory_id, mrseam_hex
 from dstack_verifier.sources.cloud import DEFAULT_BASE_URL as CLOUD_API_URL
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 APP_NAME = "dstack-inspector"
 
@@ -57,6 +57,19 @@ def _http_url(value: str) -> str:
 HttpUrlText = Annotated[str, AfterValidator(_http_url)]
 
 
+def signer_id(text: str) -> str:
+    """A pack signer's key id as kept: 64 lower-case hex digits; the fingerprint form (groups of four) is accepted."""
+    value = "".join(text.split()).lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"{text[:40]!r} is not a key id (the 64 hex digits of a fingerprint)")
+    return value
+
+
+# The lists of hex values the settings keep, each with the form it is kept in (ValueError names a bad entry).
+_LIST_FORMS = {"allowed_mrseams": mrseam_hex, "blocked_advisories": advisory_id, "allowed_os_images": os_image_hex,
+               "trusted_signers": signer_id}
+
+
 class UserSettings(BaseModel):
     """What the user chooses in the settings dialog; every field has a working default."""
 
@@ -81,25 +94,11 @@ class UserSettings(BaseModel):
     # Key ids (SHA-256 of the raw Ed25519 public key) of the pack signers the user trusts; their own key counts too.
     trusted_signers: list[str] = Field(default_factory=list, max_length=256)
 
-    @field_validator("allowed_mrseams")
+    @field_validator(*_LIST_FORMS)
     @classmethod
-    def _mrseams(cls, v: list[str]) -> list[str]:
-        return [mrseam_hex(item) for item in v]
-
-    @field_validator("blocked_advisories")
-    @classmethod
-    def _advisories(cls, v: list[str]) -> list[str]:
-        return [advisory_id(item) for item in v]
-
-    @field_validator("allowed_os_images")
-    @classmethod
-    def _os_images(cls, v: list[str]) -> list[str]:
-        return [os_image_hex(item) for item in v]
-
-    @field_validator("trusted_signers")
-    @classmethod
-    def _signers(cls, v: list[str]) -> list[str]:
-        return [signer_id(item) for item in v]
+    def _normalised(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        form = _LIST_FORMS[info.field_name or ""]
+        return [form(item) for item in v]
 
     @field_validator("rpc_urls")
     @classmethod
@@ -121,14 +120,6 @@ class UserSettings(BaseModel):
                          min_tcb_evaluation_data_number=self.min_tcb_evaluation_data_number or None,
                          allowed_mrseams=self.allowed_mrseams or None,
                          blocked_advisories=self.blocked_advisories or None)
-
-
-def signer_id(text: str) -> str:
-    """A pack signer's key id as kept: 64 lower-case hex digits; the fingerprint form (groups of four) is accepted."""
-    value = "".join(text.split()).lower()
-    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        raise ValueError(f"{text[:40]!r} is not a key id (the 64 hex digits of a fingerprint)")
-    return value
 
 
 def settings_path() -> Path:

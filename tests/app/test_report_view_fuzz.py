@@ -14,25 +14,16 @@ from dstack_verifier.model import Report
 from dstack_verifier.verification import verify_evidence
 from pydantic import ValidationError
 
+from tests.verifier.test_fuzz_sources import paths as paths_in
+
 WILD: list[Any] = [None, 0, -1, 5, 1.5, "", "x", [], {}, True, [1, "a", None], {"a": {"b": []}}, "INTEL-SA-00615",
                    "ff" * 48]
-
-
-def leaves(doc: Any, path: tuple = ()) -> list[tuple]:
-    out = [path]
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            out += leaves(v, (*path, k))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc[:4]):
-            out += leaves(v, (*path, i))
-    return out
 
 
 def test_mutated_reports_render_without_an_exception(qtbot) -> None:
     demo = load_demo()
     base = json.loads(verify_evidence(demo.items, demo.options()).to_json())
-    paths = [p for p in leaves(base) if len(p) > 1 and p[0] in ("entities", "checks", "policy", "data_objects")]
+    paths = [p for p in paths_in(base) if len(p) > 1 and p[0] in ("entities", "checks", "policy", "data_objects")]
     rng = random.Random(20261125)
     view = ReportView()
     qtbot.addWidget(view)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from ..model import CheckStatus
 
@@ -60,23 +60,15 @@ class TcbPolicy(BaseModel):
     # UpToDate (mitigations that need a configuration or software change), so a status alone can hide one.
     blocked_advisories: list[str] | None = None
 
-    @field_validator("blocked_advisories")
+    @field_validator("allowed_mrseams", "blocked_advisories")
     @classmethod
-    def _advisories(cls, v: list[str] | None) -> list[str] | None:
+    def _listed(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
         if v is None:
             return None
-        if not v:
-            raise ValueError("an advisory block-list needs at least one id")
-        return [advisory_id(item) for item in v]
-
-    @field_validator("allowed_mrseams")
-    @classmethod
-    def _mrseams(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return None
-        if not v:
-            raise ValueError("an MRSEAM allow-list needs at least one value")
-        return [mrseam_hex(item) for item in v]
+        if not v:  # an empty list would read as "none accepted" or "none blocked": given, a list names something
+            raise ValueError(f"{info.field_name} needs at least one value when given")
+        form = mrseam_hex if info.field_name == "allowed_mrseams" else advisory_id
+        return [form(item) for item in v]
 
     def decide(self, status: str) -> CheckStatus:
         if status in self.pass_statuses:
