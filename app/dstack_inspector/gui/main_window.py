@@ -45,7 +45,6 @@ from ..settings import UserSettings, cache_dir, load_settings, save_settings
 from ..store import StoreError, TaskStore
 from ..workers import POOL_THREADS, CallWorker, VerifyJob, VerifyWorker, save_report
 from .copying import install_copy_everywhere
-from .dialogs import pack_headline
 from .history_view import HistoryView
 from .layout import restore_layout, save_layout
 from .report_view import ReportView
@@ -803,7 +802,7 @@ class MainWindow(QMainWindow):
     def _on_pack(self, result: object) -> None:
         from dstack_verifier.report.verify_pack import PackVerification
 
-        from .dialogs import PackResultDialog
+        from .dialogs import PackResultDialog, pack_headline
 
         assert isinstance(result, PackVerification)
         self.last_pack = result
