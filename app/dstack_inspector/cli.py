@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,31 +62,23 @@ def _non_negative(text: str) -> int:
     return int(text)
 
 
-def _mrseam(text: str) -> str:
-    from dstack_verifier.quote.policy import mrseam_hex
+def library_type(module: str, name: str) -> Callable[[str], str]:
+    """An argparse type made of a parser of the library (ValueError → a usage error naming the option), imported
+    only when the option is given, so that start-up stays light."""
 
-    try:
-        return mrseam_hex(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    def convert(text: str) -> str:
+        parse = getattr(importlib.import_module(module), name)
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-
-def _advisory(text: str) -> str:
-    from dstack_verifier.quote.policy import advisory_id
-
-    try:
-        return advisory_id(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
 
 
-def _os_image(text: str) -> str:
-    from dstack_verifier.measure.image_check import os_image_hex
-
-    try:
-        return os_image_hex(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_mrseam = library_type("dstack_verifier.quote.policy", "mrseam_hex")
+_advisory = library_type("dstack_verifier.quote.policy", "advisory_id")
+_os_image = library_type("dstack_verifier.measure.image_check", "os_image_hex")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,8 @@ SIGNING_KEY_FILE = "signing-key.pem"
 
 
 def add_report_parser(sub: argparse._SubParsersAction, parser_class: type[argparse.ArgumentParser]) -> None:
+    from .cli import library_type
+
     r = sub.add_parser("report", help="export a verification as a signed evidence pack, or verify a pack")
     commands = r.add_subparsers(dest="report_command", parser_class=parser_class, required=True)
     e = commands.add_parser("export", help="write a task's or a report's evidence pack (zip)")
@@ -33,22 +35,14 @@ def add_report_parser(sub: argparse._SubParsersAction, parser_class: type[argpar
     v.add_argument("pack", type=Path, help="the evidence pack (.zip)")
     v.add_argument("--trusted-key", type=Path,
                    help="the signer's public key (PEM or raw); without it only the pack's own key is checked")
-    v.add_argument("--trusted-signer", action="append", type=_signer, metavar="FINGERPRINT",
+    v.add_argument("--trusted-signer", action="append", type=library_type("dstack_inspector.settings", "signer_id"),
+                   metavar="FINGERPRINT",
                    help="a signer you trust, by the fingerprint (key id) you compared with its owner; the pack's "
                         "own key counts as trusted when it is one of them; repeat for several")
     v.add_argument("--json", action="store_true", help="print the verification result as JSON")
     k = commands.add_parser("key", help="show the signing key's fingerprint, or export its public key")
     k.add_argument("--key", type=Path, help="the signing key (default: the app's own key, created on first use)")
     k.add_argument("--export-public", type=Path, metavar="FILE", help="write the public key (PEM) to FILE")
-
-
-def _signer(text: str) -> str:
-    from .settings import signer_id
-
-    try:
-        return signer_id(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def default_key_path() -> Path:
