@@ -35,6 +35,24 @@ PathChooser = Callable[[QWidget, str, str], str]
 THEME_LABELS = {"system": "Follow the system", "light": "Light", "dark": "Dark"}
 
 
+# The settings' lists of values, each edited as one line of text: field → (its name in an error, placeholder, tooltip,
+# whether only commas separate entries: a fingerprint is written in groups of four digits separated by spaces).
+LIST_EDITS: dict[str, tuple[str, str, str, bool]] = {
+    "allowed_mrseams": ("Accepted TDX modules", "any TDX module Intel signs at an accepted TCB level",
+                        "MRSEAMs (hex, separated by commas or spaces) of the TDX module builds to accept: the TCB "
+                        "status fails for any other", False),
+    "blocked_advisories": ("Refused advisories", "none",
+                           "Intel advisory ids (INTEL-SA-NNNNN, separated by commas or spaces) that fail the TCB "
+                           "status when the platform's level lists them, whatever the status", False),
+    "allowed_os_images": ("Accepted OS images", "any OS image",
+                          "os_image_hash values (hex, separated by commas or spaces) of the dstack OS images to "
+                          "accept, e.g. the releases you reviewed: os.image_hash fails for any other", False),
+    "trusted_signers": ("Trusted pack signers", "only your own signing key",
+                        "Fingerprints (key ids) of the people whose evidence packs you trust, separated by commas; "
+                        "compare each with its owner before adding it", True),
+}
+
+
 def _choose_directory(parent: QWidget, title: str, start: str) -> str:
     return QFileDialog.getExistingDirectory(parent, title, start)
 
@@ -90,24 +108,11 @@ class SettingsDialog(QDialog):
         self.min_tcb_eval.setSpecialValueText("any")
         self.min_tcb_eval.setToolTip("Fail the TCB status when it is judged with older TCB evaluation data (Intel's "
                                      "TCB recoveries raise the number)")
-        self.allowed_mrseams = QLineEdit()
-        self.allowed_mrseams.setPlaceholderText("any TDX module Intel signs at an accepted TCB level")
-        self.allowed_mrseams.setToolTip("MRSEAMs (hex, separated by commas or spaces) of the TDX module builds to "
-                                        "accept: the TCB status fails for any other")
-        self.blocked_advisories = QLineEdit()
-        self.blocked_advisories.setPlaceholderText("none")
-        self.blocked_advisories.setToolTip("Intel advisory ids (INTEL-SA-NNNNN, separated by commas or spaces) that "
-                                           "fail the TCB status when the platform's level lists them, whatever the "
-                                           "status")
-        self.allowed_os_images = QLineEdit()
-        self.allowed_os_images.setPlaceholderText("any OS image")
-        self.allowed_os_images.setToolTip("os_image_hash values (hex, separated by commas or spaces) of the dstack OS "
-                                          "images to accept, e.g. the releases you reviewed: os.image_hash fails for "
-                                          "any other")
-        self.trusted_signers = QLineEdit()
-        self.trusted_signers.setPlaceholderText("only your own signing key")
-        self.trusted_signers.setToolTip("Fingerprints (key ids) of the people whose evidence packs you trust, "
-                                        "separated by commas; compare each with its owner before adding it")
+        self.list_edits: dict[str, QLineEdit] = {}
+        self.allowed_mrseams = self._list_edit("allowed_mrseams")
+        self.blocked_advisories = self._list_edit("blocked_advisories")
+        self.allowed_os_images = self._list_edit("allowed_os_images")
+        self.trusted_signers = self._list_edit("trusted_signers")
         self.theme = QComboBox()
         for key, label in THEME_LABELS.items():
             self.theme.addItem(label, key)
@@ -190,10 +195,8 @@ class SettingsDialog(QDialog):
         self.ita_api_key.setText(s.ita_api_key)
         self.max_collateral_age.setValue(s.max_collateral_age_days)
         self.min_tcb_eval.setValue(s.min_tcb_evaluation_data_number)
-        self.allowed_mrseams.setText(", ".join(s.allowed_mrseams))
-        self.allowed_os_images.setText(", ".join(s.allowed_os_images))
-        self.blocked_advisories.setText(", ".join(s.blocked_advisories))
-        self.trusted_signers.setText(", ".join(s.trusted_signers))
+        for field, edit in self.list_edits.items():
+            edit.setText(", ".join(getattr(s, field)))
         self.theme.setCurrentIndex(self.theme.findData(s.theme))
         self.error.hide()
 
@@ -216,11 +219,7 @@ class SettingsDialog(QDialog):
             "ita_api_key": self.ita_api_key.text().strip(),
             "max_collateral_age_days": self.max_collateral_age.value(),
             "min_tcb_evaluation_data_number": self.min_tcb_eval.value(),
-            "allowed_mrseams": self.allowed_mrseams.text().replace(",", " ").split(),
-            "allowed_os_images": self.allowed_os_images.text().replace(",", " ").split(),
-            "blocked_advisories": self.blocked_advisories.text().replace(",", " ").split(),
-            # Commas only: a fingerprint is written in groups of four digits separated by spaces.
-            "trusted_signers": [t for t in self.trusted_signers.text().split(",") if t.strip()],
+            **{field: _entries(edit.text(), LIST_EDITS[field][3]) for field, edit in self.list_edits.items()},
             "theme": self.theme.currentData(),
             **self._kept,
         })
@@ -232,11 +231,17 @@ class SettingsDialog(QDialog):
             return f"JSON-RPC URL of {chain}", self.rpc_urls.get(chain)
         fields: dict[str, tuple[str, QWidget | None]] = {
             "pccs_url": ("PCCS URL", self.pccs_url), "cloud_api_url": ("Phala Cloud API URL", self.cloud_api_url),
-            "rpc_urls": ("JSON-RPC URLs", None), "allowed_mrseams": ("Accepted TDX modules", self.allowed_mrseams),
-            "allowed_os_images": ("Accepted OS images", self.allowed_os_images),
-            "blocked_advisories": ("Refused advisories", self.blocked_advisories),
-            "trusted_signers": ("Trusted pack signers", self.trusted_signers)}
+            "rpc_urls": ("JSON-RPC URLs", None),
+            **{field: (LIST_EDITS[field][0], edit) for field, edit in self.list_edits.items()}}
         return fields.get(str(loc[0]) if loc else "", ("Settings", None))
+
+    def _list_edit(self, field: str) -> QLineEdit:
+        _, placeholder, tip, _ = LIST_EDITS[field]
+        edit = QLineEdit()
+        edit.setPlaceholderText(placeholder)
+        edit.setToolTip(tip)
+        self.list_edits[field] = edit
+        return edit
 
     def _show_error(self, text: str, widget: QWidget | None) -> None:
         self.error.setText(text)
@@ -260,3 +265,9 @@ class SettingsDialog(QDialog):
         self.result_settings = settings
         self.saved.emit(settings)
         super().accept()
+
+
+def _entries(text: str, commas_only: bool) -> list[str]:
+    """The entries of a list edited as one line: separated by commas, or by commas or spaces."""
+    parts = text.split(",") if commas_only else text.replace(",", " ").split()
+    return [p for p in parts if p.strip()]
