@@ -92,12 +92,11 @@ class TcbPolicy(BaseModel):
         least = described.get("min_tcb_evaluation_data_number")
         if isinstance(least, int):
             parts.append(f"a TCB status judged with TCB evaluation data number below {least} fails")
-        pins = described.get("allowed_mrseams")
-        if isinstance(pins, list):
-            parts.append(f"TDX modules accepted (MRSEAM): {', '.join(map(str, pins))}")
-        blocked = described.get("blocked_advisories")
-        if isinstance(blocked, list):
-            parts.append(f"advisories that fail whatever the status: {', '.join(map(str, blocked))}")
+        for key, label in (("allowed_mrseams", "TDX modules accepted (MRSEAM)"),
+                           ("blocked_advisories", "advisories that fail whatever the status")):
+            values = described.get(key)
+            if isinstance(values, list):
+                parts.append(f"{label}: {', '.join(map(str, values))}")
         return "; ".join(parts)
 
     @classmethod
