@@ -712,6 +712,17 @@ def _gateway_from_files(items: list[Evidence]) -> tuple[list[Evidence], GatewayE
     return items, GatewayEndpoints(acme=acme)
 
 
+def _gateway_of(items: list[Evidence], url: str | None, run: _Run, options: VerifyOptions, progress: Progress,
+                named_by: str, field: str) -> GatewayEndpoints:
+    """The gateway's endpoints for a deployment's answer: its acme-info saved beside the answer, used instead of
+    fetching it; else fetched from the URL the answer names."""
+    saved = _gateway_from_files([e for e in items if e.kind == "acme-info"])
+    if saved is not None:
+        return replace(saved[1], url=url)
+    progress.step("gateway: fetching acme-info")
+    return _fetch_gateway(url, run.asking, options, named_by, field)
+
+
 def _fetch_gateway(url: str | None, net: NetClient | ReplayClient | None, options: VerifyOptions,
                    named_by: str, field: str) -> GatewayEndpoints:
     """The gateway's acme-info from the URL the answer names (or from the recording of the run that did)."""
@@ -882,13 +893,8 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
         options = replace(options, onchain=_governance(answer.kms_info.contract_address, answer.kms_info.chain_id,
                                                        options))
     run = _Run.of(items, client)
-    saved = _gateway_from_files([e for e in items if e.kind == "acme-info"])
-    if saved is not None:  # the gateway's acme-info saved beside the answer: used instead of fetching it
-        gateway = replace(saved[1], url=answer.kms_info.gateway_app_url)
-    else:
-        progress.step("gateway: fetching acme-info")
-        gateway = _fetch_gateway(answer.kms_info.gateway_app_url, run.asking, options,
-                                 "the Cloud answer", "kms_info.gateway_app_url")
+    gateway = _gateway_of(items, answer.kms_info.gateway_app_url, run, options, progress,
+                          "the Cloud answer", "kms_info.gateway_app_url")
     agent = _app_agent_info(answer, [e for e in items if e.kind == "agent-info"], gateway,
                             run.asking, run.recorded, options, progress)
     instance = (answer.instance_index(agent.instance_id) if agent is not None else None) or 0
@@ -918,13 +924,8 @@ def _verify_trust_center(results: list[Evidence], items: list[Evidence], options
     if options.onchain is None:
         options = replace(options, onchain=_governance(result.kms_contract, result.chain, options))
     run = _Run.of(items, client)
-    saved = _gateway_from_files([e for e in items if e.kind == "acme-info"])
-    if saved is not None:
-        gateway = replace(saved[1], url=result.gateway_url)
-    else:
-        progress.step("gateway: fetching acme-info")
-        gateway = _fetch_gateway(result.gateway_url, run.asking, options,
-                                 "the Trust Center result", "gateway-main.endpoint")
+    gateway = _gateway_of(items, result.gateway_url, run, options, progress,
+                          "the Trust Center result", "gateway-main.endpoint")
     per_entity = {entity: material_evidence(material) for entity, material in result.materials.items()}
     kms_meta = _saved_kms_meta([e for e in items if e.kind == "kms-meta"])
     report = _verify_deployment(
