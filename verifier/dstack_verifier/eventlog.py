@@ -869,6 +869,8 @@ def sequence_anomalies(events: Sequence[Event]) -> list[str]:
     boot-mr-done, a name dstack does not emit, or a boot without boot-mr-done / system-ready. The first value of a
     field is still the one used (as dstack does); these say the log was added to from somewhere else, e.g. by
     software in the CVM that can extend RTMR3."""
+    if not any(e.imr == 3 for e in events):
+        return []
     out: list[str] = []
     seen: dict[str, int] = {}
     boot_done: int | None = None
@@ -889,8 +891,7 @@ def sequence_anomalies(events: Sequence[Event]) -> list[str]:
                        "emits it")
         seen.setdefault(name, index)
     else:
-        if any(e.imr == 3 for e in events):
-            out.append("the log has no system-ready event, so the app's own events cannot be told from the boot's")
-    if boot_done is None and any(e.imr == 3 for e in events):
+        out.append("the log has no system-ready event, so the app's own events cannot be told from the boot's")
+    if boot_done is None:
         out.append("the log has no boot-mr-done event")
     return out

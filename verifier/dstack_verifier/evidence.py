@@ -180,10 +180,9 @@ def _pack_report(data: bytes, name: str) -> Evidence:
     report = read_pack_bytes(data, name).get(REPORT_FILE)
     if report is None:
         raise InputError(f"a zip archive without {REPORT_FILE}: not an evidence pack", source=name)
-    if not report.lstrip().startswith(b"{"):  # JSON only: a pack inside a pack would be read again, without end
-        raise InputError(f"{REPORT_FILE} of the pack is not a dstack-inspector report", source=name)
-    found = _detect_json(report, f"{name}:{REPORT_FILE}")
-    if found.kind != "report":
+    # JSON only (read as JSON, not detected again): a pack inside a pack would be read again, without end.
+    found = _detect_json(report, f"{name}:{REPORT_FILE}") if report.lstrip().startswith(b"{") else None
+    if found is None or found.kind != "report":
         raise InputError(f"{REPORT_FILE} of the pack is not a dstack-inspector report", source=name)
     return found
 
