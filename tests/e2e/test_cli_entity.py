@@ -23,6 +23,7 @@ from dstack_inspector.cli import main
 from dstack_verifier.eventlog import MAX_PAYLOAD_BYTES, parse_event_log
 
 from tests.support.fixtures import fixture_path
+from tests.support.msgpack_v1 import encode_v1_attestation
 from tests.support.rpc_node import RpcNode
 from tests.support.scale import encode_attestation, scale_compact, scale_vec
 
@@ -399,6 +400,15 @@ def attestation_blob(quote: bytes, events: list[dict[str, Any]], report_data: by
     return encode_attestation(quote, log, runtime, report_data, config)
 
 
+def v1_attestation_blob(quote: bytes, events: list[dict[str, Any]], report_data: bytes, config: str,
+                        **kw: Any) -> bytes:
+    """The same content as `attestation_blob`, as dstack's V1 (MessagePack) attestation."""
+    parsed = parse_event_log(events, "events")
+    runtime = [e for e in parsed if e.imr == 3]
+    acpi = [e for e in parsed if e.imr == 0 and e.name.startswith("acpi-")]
+    return encode_v1_attestation(quote, [*acpi, *runtime], runtime, report_data, config, **kw)
+
+
 def test_scale_compact_modes() -> None:
     assert scale_compact(1) == b"\x04"
     assert scale_compact(64) == b"\x01\x01"
@@ -448,6 +458,39 @@ def test_attestation_json_decodes_and_its_events_verify(capsys, tmp_path: Path, 
     checks = checks_of(report)
     assert checks["eventlog.rtmr3_payloads"]["status"] == "fail"
     assert checks["hardware.quote_signature"]["status"] == "pass"  # the quote itself is untouched
+
+
+def test_v1_attestation_verifies_as_v0_does(capsys, tmp_path: Path, lite: dict[str, Any]) -> None:
+    quote, events = bytes.fromhex(lite["quote"]), json.loads(lite["event_log"])
+    args = (quote, events, bytes.fromhex(lite["report_data"]), lite["vm_config"])
+    reports = []
+    for name, blob in (("v0", attestation_blob(*args)), ("v1", v1_attestation_blob(*args))):
+        path = write_json(tmp_path / f"{name}.json", {"attestation": blob.hex()})
+        code, report = run_json(capsys, "verify", path, "--offline")
+        assert code == 1
+        reports.append(report)
+    v0, v1 = ({c["id"]: (c["status"], c["summary"]) for c in r["checks"]} for r in reports)
+    assert v1 == v0 and v1["os.rtmr0"][0] == "warn" and v1["eventlog.rtmr3_payloads"][0] == "pass"
+    assert reports[1]["entities"]["app"]["app_info"] == reports[0]["entities"]["app"]["app_info"]
+    assert [r["entities"]["app"]["attestation"]["format"] for r in reports] == ["scale-v0", "msgpack-v1"]
+    assert reports[1]["entities"]["app"]["attestation"]["report_data"] == lite["report_data"]
+
+    # One runtime payload byte changed in the V1 blob: RTMR3 no longer replays, the quote still verifies.
+    blob = v1_attestation_blob(*args)
+    app_id = bytes.fromhex(LITE_APP_ID)
+    at = blob.rindex(app_id)  # the last copy: the one in stack.runtime_events, which RTMR3 is replayed from
+    tampered = blob[:at] + bytes([app_id[0] ^ 1]) + blob[at + 1:]
+    path = write_json(tmp_path / "tampered.json", {"attestation": tampered.hex()})
+    code, report = run_json(capsys, "verify", path, "--offline")
+    checks = checks_of(report)
+    assert code == 1 and checks["eventlog.rtmr3_payloads"]["status"] == "fail"
+    assert checks["hardware.quote_signature"]["status"] == "pass"
+
+    # A platform this inspector does not verify is bad input, named.
+    path = write_json(tmp_path / "snp.json", {"attestation": v1_attestation_blob(*args).replace(
+        b"\xa4kind\xa3tdx", b"\xa4kind\xa7sev-snp").hex()})
+    err = bad_input(capsys, "verify", path, "--offline")
+    assert "sev-snp" in err and "only tdx" in err and "attestation.platform.data" in err
 
 
 # -- tampering, at the command line ----------------------------------------------------------------------------

@@ -99,11 +99,11 @@ class Event(BaseModel):
 
 
 class Attestation(BaseModel):
-    """A decoded SCALE "V0" attestation (spec §9.3): what RA-TLS certificates and the KMS carry."""
+    """A decoded dstack attestation: SCALE "V0" (spec §9.3) or MessagePack "V1" (attestation_v1)."""
 
     model_config = ConfigDict(frozen=True)
 
-    format: Literal["scale-v0"] = "scale-v0"
+    format: Literal["scale-v0", "msgpack-v1"] = "scale-v0"
     platform: Literal["dstack-tdx"] = "dstack-tdx"
     quote: bytes
     event_log: list[Event]  # the stripped log: ACPI DATA events with digests, runtime events without
@@ -111,6 +111,8 @@ class Attestation(BaseModel):
     report_data: bytes
     report_data_offset: int  # where report_data sits in the blob, for an error that names it
     config: str
+    stack: Literal["dstack", "dstack-pod"] = "dstack"
+    report_data_payload: str | None = None  # a dstack-pod's: what its report_data was made from, shown as given
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -394,17 +396,19 @@ def _is_msgpack_attestation(first: int) -> bool:
 
 
 def decode_attestation(blob: bytes, source: str) -> Attestation:
-    """Decode a dstack attestation blob. Only the SCALE "V0" form with a DstackTdx quote is supported."""
+    """Decode a dstack attestation blob, SCALE "V0" or MessagePack "V1", whose quote is a TDX one."""
     if len(blob) > MAX_ATTESTATION_BYTES:
         raise InputError(f"attestation is {len(blob)} bytes, more than {MAX_ATTESTATION_BYTES}", source=source,
                          field="attestation")
     if not blob:
         raise InputError("empty attestation", source=source, field="attestation")
     if _is_msgpack_attestation(blob[0]):
-        raise InputError("attestation format V1 (msgpack) is not supported yet", source=source,
-                         field="attestation.version", offset=0)
+        from .attestation_v1 import decode_msgpack_attestation  # why here: that module builds on this one's Event
+
+        return decode_msgpack_attestation(blob, source)
     if blob[0] != 0:
-        raise InputError(f"unknown attestation format (first byte 0x{blob[0]:02x}; expected 0x00 for V0)",
+        raise InputError(f"unknown attestation format (first byte 0x{blob[0]:02x}; expected 0x00 for V0 or a "
+                         "MessagePack map for V1)",
                          source=source, field="attestation.version", offset=0)
     r = _Cursor(blob, source, "attestation")
     r.uint(1, "attestation.version")

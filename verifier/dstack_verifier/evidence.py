@@ -19,7 +19,7 @@ from typing import Any
 from cryptography import x509
 
 from .errors import InputError
-from .eventlog import Event, decode_attestation, parse_event_log
+from .eventlog import Attestation, Event, decode_attestation, parse_event_log
 from .jsontext import load_json
 from .model import REPORT_SCHEMA, InputFile
 from .quote.collateral import COLLATERAL_KEYS
@@ -237,7 +237,7 @@ def _detect_json(data: bytes, name: str) -> Evidence:
         # The stripped log holds the ACPI events; the runtime events are what RTMR3 replays.
         events = [e for e in att.event_log if e.imr != 3] + list(att.runtime_events)
         return Evidence(name, "attestation", data, quote=att.quote, json=doc, events=events,
-                        vm_config=_vm_config(att.config, name), extra={"report_data": att.report_data.hex()},
+                        vm_config=_vm_config(att.config, name), extra=_attestation_facts(att),
                         log_stripped=True)
     if "account_uri" in doc and ("account_quote" in doc or "quoted_hist_keys" in doc):  # a gateway's acme-info
         return Evidence(name, "acme-info", data, json=doc)
@@ -256,6 +256,14 @@ def _detect_json(data: bytes, name: str) -> Evidence:
     raise InputError(f"unrecognised JSON evidence (keys: {keys}); expected a GetQuote answer (`quote`), an "
                      "attestation (`attestation`), an app-compose, an event log, DCAP collateral, or a "
                      "dstack-inspector report", source=name)
+
+
+def _attestation_facts(att: Attestation) -> dict[str, Any]:
+    """What the report says of an attestation blob besides its quote, log and config."""
+    out: dict[str, Any] = {"format": att.format, "stack": att.stack, "report_data": att.report_data.hex()}
+    if att.report_data_payload is not None:  # a dstack-pod's: shown as given, what its report_data was made from
+        out["report_data_payload"] = att.report_data_payload
+    return {"attestation": out}
 
 
 def _vm_config(value: Any, source: str) -> dict[str, Any] | None:

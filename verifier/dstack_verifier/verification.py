@@ -1237,6 +1237,8 @@ def _source_entity(ev: EntityEvidence, state: _SourceState) -> dict[str, Any]:
             out["app_compose"] = {"error": exc.describe()}
     if ev.vm_config is not None:
         out["vm_config"] = ev.vm_config
+    if "attestation" in ev.quote.extra:
+        out["attestation"] = ev.quote.extra["attestation"]
     if ev.certificates:
         out["certificates"] = [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in ev.certificates]
     return out

@@ -135,10 +135,13 @@ def acpi_from_event_log(events: Sequence[Event]) -> AcpiDigests:
     """The ACPI digests named in the log (spec §3.4): by name, not position, exactly three, each 48 bytes.
 
     Of the RTMR0 events, the candidates are those with type 0xA and payload "ACPI DATA"; there must be exactly three,
-    named acpi-loader, acpi-rsdp and acpi-tables once each. A log whose guest did not label them fails.
+    named acpi-loader, acpi-rsdp and acpi-tables once each. A log whose guest did not label them fails. A V1
+    attestation strips the payload of the events it keeps (it keeps only these three below RTMR3): such an event
+    is a candidate by its name. The payload is a label either way, never what the digest measures.
     """
     candidates = [(i, e) for i, e in enumerate(events)
-                  if e.imr == 0 and e.event_type == EV_PLATFORM_CONFIG_FLAGS and e.payload == ACPI_EVENT_PAYLOAD]
+                  if e.imr == 0 and e.event_type == EV_PLATFORM_CONFIG_FLAGS
+                  and (e.payload == ACPI_EVENT_PAYLOAD or (not e.payload and e.name in ACPI_EVENT_NAMES))]
     if len(candidates) != 3:
         names = [e.name for _, e in candidates]
         missing = [n for n in ACPI_EVENT_NAMES if n not in names]
