@@ -347,3 +347,24 @@ def test_run_gui_screenshot_with_bad_evidence_still_renders(qtbot, tmp_path: Pat
     out = tmp_path / "bad.png"
     assert run_gui(evidence=[bad], screenshot=out) == 0
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_v1_attestation_opens_and_shows_its_format(window, qtbot, tmp_path):
+    from tests.e2e.test_cli_entity import v1_attestation_blob
+    from tests.support.fixtures import fixture_path
+
+    lite = json.loads(fixture_path("dstack", "tdx-lite-getquote.json").read_text())
+    blob = v1_attestation_blob(bytes.fromhex(lite["quote"]), json.loads(lite["event_log"]),
+                               bytes.fromhex(lite["report_data"]), lite["vm_config"], stack="dstack-pod",
+                               report_data_payload='{"pod":"demo"}')
+    path = tmp_path / "attestation.json"
+    path.write_text(json.dumps({"attestation": blob.hex()}))
+    assert window.open_paths([path])
+    qtbot.waitUntil(lambda: window.state == "done" and window.report is not None
+                    and window.report.inputs[0].name == str(path), timeout=WAIT_MS)
+    tree = window.view.report_tree
+    sections = {tree.topLevelItem(i).text(0): tree.topLevelItem(i) for i in range(tree.topLevelItemCount())}
+    item = sections["App attestation"]
+    fields = {item.child(i).text(0): item.child(i).text(1) for i in range(item.childCount())}
+    assert fields["format"] == "msgpack-v1" and fields["stack"] == "dstack-pod"
+    assert fields["report_data_payload"] == '{"pod":"demo"}'

@@ -118,6 +118,9 @@ class ReportView(QWidget):
         ]
         sections += [(f"{ENTITY_TITLES.get(e, e)} PCK certificate", report.entities[e].get("pck") or {})
                      for e in entities]
+        # An attestation blob's own facts: its format (V0/V1), stack, and a dstack-pod's report_data payload.
+        sections += [(f"{ENTITY_TITLES.get(e, e)} attestation", report.entities[e]["attestation"])
+                     for e in entities if isinstance(report.entities[e].get("attestation"), dict)]
         self.report_tree.set_data(sections, expand_depth=0)
         self.inputs_table.set_inputs(report)
         self.network_pane.set_report(report)
