@@ -1,4 +1,5 @@
 """dstack "V1" (MessagePack) attestations: decoded from blobs written by the independent `msgpack` encoder.
+(Byte mutations of a genuine V1 blob are fuzzed with the V0 ones, in test_eventlog.)
 
 The content is the real TDX-lite fixture (dstack-measurement §9.2), laid out as dstack-attest `v1.rs` writes it;
 the V1 decoding must give what the V0 decoding of the same content gives.
@@ -203,30 +204,11 @@ def test_attestation_json_evidence_accepts_v1() -> None:
 
 
 @pytest.fixture(scope="module")
-def genuine_blob() -> bytes:
-    return v1_blob()
-
-
-@pytest.fixture(scope="module")
 def genuine_doc() -> dict[str, Any]:
     return v1_doc()
 
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@FUZZ
-@given(data=st.data())
-def test_fuzz_v1_mutations(genuine_blob: bytes, data: st.DataObject) -> None:
-    blob = bytearray(genuine_blob)
-    for _ in range(data.draw(st.integers(1, 4))):
-        pos = data.draw(st.integers(0, len(blob) - 1))
-        blob[pos] = data.draw(st.integers(0, 255))
-    try:
-        att = decode_attestation(bytes(blob), "fuzz")
-    except InputError:
-        return
-    assert isinstance(att, Attestation)
 
 
 @FUZZ

@@ -43,6 +43,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.fixtures import fixture_path
+from tests.support.msgpack_v1 import encode_v1_attestation
 from tests.support.scale import encode_attestation as encode
 from tests.support.scale import scale_compact, scale_str, scale_vec
 
@@ -841,9 +842,13 @@ def test_fuzz_decode_attestation_random_bytes(blob: bytes) -> None:
     assert isinstance(att, Attestation)
 
 
-@pytest.fixture(scope="module")
-def lite_blob() -> bytes:
-    return encode_attestation(lite_attestation_parts())
+@pytest.fixture(scope="module", params=["scale-v0", "msgpack-v1"])
+def lite_blob(request: pytest.FixtureRequest) -> bytes:
+    parts = lite_attestation_parts()
+    if request.param == "scale-v0":
+        return encode_attestation(parts)
+    return encode_v1_attestation(parts["quote"], parts["stripped"], parts["runtime"], parts["report_data"],
+                                 parts["config"])
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -40,7 +40,9 @@ REPORT_DATA_BYTES = 64
 MAX_PAYLOAD_TEXT = 1 << 20  # a dstack-pod's report_data_payload
 OTHER_PLATFORMS = ("gcp-tdx", "sev-snp", "nitro-enclave", "aws-nitro-tpm")
 
-# MessagePack first bytes (the spec's names) whose length field follows as a big-endian integer of this size.
+# MessagePack first bytes: the fix forms of a family hold a small length in the byte itself; the others are
+# followed by a big-endian length (or value) of the size given.
+_FIXMAP, _FIXARRAY, _FIXSTR = range(0x80, 0x90), range(0x90, 0xA0), range(0xA0, 0xC0)
 _STR = {0xD9: 1, 0xDA: 2, 0xDB: 4}
 _BIN = {0xC4: 1, 0xC5: 2, 0xC6: 4}
 _ARRAY = {0xDC: 2, 0xDD: 4}
@@ -122,15 +124,19 @@ class MsgpackCursor(_Cursor):
             raise self.fail(f"value {value} is out of range 0..{limit}", field, at)
         return value
 
-    def string(self, field: str, limit: int) -> str:
+    def _header(self, field: str, fixed: range, sized: dict[int, int], expected: str) -> tuple[int, int]:
+        """(offset, length) of a string, array or map: the fix form holds the length in its low bits, the others
+        in a big-endian field after the first byte."""
         at = self.pos
         first = self._first(field)
-        if 0xA0 <= first <= 0xBF:
-            size = first & 0x1F
-        elif first in _STR:
-            size = self._big(_STR[first], field)
-        else:
-            raise self._wrong("a string", first, field, at)
+        if first in fixed:
+            return at, first - fixed.start
+        if first in sized:
+            return at, self._big(sized[first], field)
+        raise self._wrong(expected, first, field, at)
+
+    def string(self, field: str, limit: int) -> str:
+        at, size = self._header(field, _FIXSTR, _STR, "a string")
         if size > limit:
             raise self.fail(f"string of {size} bytes, more than the {limit} allowed", field, at)
         start = self.pos
@@ -141,16 +147,12 @@ class MsgpackCursor(_Cursor):
 
     def blob(self, field: str, limit: int) -> bytes:
         """`bin`, or an array of integers 0..255 (how serde writes a plain Vec<u8>)."""
-        at = self.pos
-        first = self._first(field)
-        if first in _BIN:
-            size = self._big(_BIN[first], field)
+        if self.remaining() and self.data[self.pos] in _BIN:
+            at, size = self.pos, self._big(_BIN[self._first(field)], field)
             if size > limit:
                 raise self.fail(f"{size} bytes, more than the {limit} allowed", field, at)
             return self.take(size, field)
-        if not (0x90 <= first <= 0x9F or first in _ARRAY):
-            raise self._wrong("bytes (bin or an array of integers)", first, field, at)
-        count = first & 0x0F if first <= 0x9F else self._big(_ARRAY[first], field)
+        at, count = self._header(field, _FIXARRAY, _ARRAY, "bytes (bin or an array of integers)")
         self._count(count, field, at, limit, "bytes")
         canonical = _canonical_items(count).match(self.data, self.pos)
         if canonical:  # the way rmp writes bytes: read at C speed (a 5 kB quote is 5,000 items)
@@ -170,26 +172,12 @@ class MsgpackCursor(_Cursor):
         return bytes(out)
 
     def array(self, field: str, limit: int, unit: str) -> int:
-        at = self.pos
-        first = self._first(field)
-        if 0x90 <= first <= 0x9F:
-            count = first & 0x0F
-        elif first in _ARRAY:
-            count = self._big(_ARRAY[first], field)
-        else:
-            raise self._wrong("an array", first, field, at)
+        at, count = self._header(field, _FIXARRAY, _ARRAY, "an array")
         return self._count(count, field, at, limit, unit)
 
     def fields(self, field: str) -> Iterator[tuple[str, str]]:
         """The keys of a map, each with its field path; the caller reads (or skips) each value in turn."""
-        at = self.pos
-        first = self._first(field)
-        if 0x80 <= first <= 0x8F:
-            count = first & 0x0F
-        elif first in _MAP:
-            count = self._big(_MAP[first], field)
-        else:
-            raise self._wrong("a map", first, field, at)
+        at, count = self._header(field, _FIXMAP, _MAP, "a map")
         self._count(count, field, at, 64, "keys")
         seen: set[str] = set()
         for _ in range(count):
