@@ -490,7 +490,7 @@ def test_v1_attestation_verifies_as_v0_does(capsys, tmp_path: Path, lite: dict[s
     path = write_json(tmp_path / "snp.json", {"attestation": v1_attestation_blob(*args).replace(
         b"\xa4kind\xa3tdx", b"\xa4kind\xa7sev-snp").hex()})
     err = bad_input(capsys, "verify", path, "--offline")
-    assert "sev-snp" in err and "only tdx" in err and "attestation.platform.data" in err
+    assert "sev-snp" in err and "only tdx" in err and "attestation.platform.kind" in err
 
 
 # -- tampering, at the command line ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from dstack_verifier.attestation_v1 import MAX_DEPTH
+from dstack_verifier.attestation_v1 import MAX_DEPTH, MAX_SKIPPED
 from dstack_verifier.errors import InputError
 from dstack_verifier.eventlog import (
     Attestation,
@@ -129,7 +129,11 @@ def test_errors_name_field_and_offset() -> None:
     for kind in ("sev-snp", "gcp-tdx", "nitro-enclave"):
         doc = v1_doc()
         doc["platform"]["kind"] = kind
-        assert fails(doc, "only tdx").field == "attestation.platform.data"
+        error = fails(doc, f"platform '{kind}' is not supported; only tdx")
+        assert error.field == "attestation.platform.kind" and pack(doc)[error.offset] == 0xA0 + len(kind)
+    doc = v1_doc()
+    doc["platform"] = {"kind": "gcp-tdx"}  # a unit variant, as some dstack versions have it: no data at all
+    fails(doc, "'gcp-tdx' is not supported")
     doc = v1_doc()
     doc["stack"]["kind"] = "other"
     fails(doc, "only dstack")
@@ -159,6 +163,12 @@ def test_errors_name_field_and_offset() -> None:
     doc["platform"]["data"]["event_log"][0]["digest"] = bytes(49)
     assert fails(doc, "more than the 48").field == "attestation.platform.data.event_log[0].digest"
     doc = v1_doc()
+    doc["platform"]["data"]["event_log"][0]["hash_input"] = "0zz1"
+    error = fails(doc, "hex digits")
+    assert error.field == "attestation.platform.data.event_log[0].hash_input" and pack(doc)[error.offset] == 0xA4
+    doc["platform"]["data"]["event_log"][0]["hash_input"] = None  # nil reads as absent, as serde reads it
+    assert decode_doc(doc).event_log[0].preimage is None
+    doc = v1_doc()
     doc["stack"]["data"]["runtime_events"][0]["version"] = 3
     fails(doc, "event log version 3")
     doc = v1_doc()
@@ -177,6 +187,9 @@ def test_errors_name_field_and_offset() -> None:
     fails(b"\x81\xa1x\xdd\x7f\xff\xff\xff", "truncated: 2147483647 items")
     fails(b"\x81\xa1x\xdb\x7f\xff\xff\xff", "truncated")
     fails(b"\xdf\x7f\xff\xff\xff", "more than the 64 allowed")
+    doc = v1_doc()
+    doc["future"] = [None] * (MAX_SKIPPED + 1)  # the skipping of unknown values is bounded too
+    fails(doc, f"more than {MAX_SKIPPED} values")
 
 
 def test_every_truncation_is_an_input_error() -> None:

@@ -5,9 +5,9 @@
      stack: {kind: "dstack" | "dstack-pod", data: {report_data, runtime_events: [RuntimeEvent], config
                                                    [, report_data_payload]}}}
 
-Fields are read by name in any order, as serde does; a key we do not know is skipped (still well-formed), a key
-given twice is refused. Byte fields are accepted in both forms serde can produce: `bin` (serde_human_bytes: the
-event digests and payloads) and an array of integers 0..255 (a plain `Vec<u8>`: the quote and report_data).
+Fields are read by name in any order, as serde does; a key we do not know is skipped (still well-formed, and
+bounded), a key given twice is refused. rmp writes the serde_human_bytes fields (event digests and payloads) as `bin`
+and a plain `Vec<u8>` (the quote, report_data) as an array of integers 0..255; either field reads in either form.
 Every defect is an InputError naming the field path and the byte offset. Only the `tdx` platform is decoded: the
 others (GCP's TDX+TPM, SEV-SNP, Nitro) measure their OS with evidence this inspector does not verify.
 """
@@ -31,14 +31,18 @@ from .eventlog import (
     Attestation,
     Event,
     _Cursor,
-    _hex_value,
 )
 
 ATTESTATION_VERSION = 1
 MAX_DEPTH = 32  # nesting allowed inside a skipped value: the V1 schema itself is five levels deep
 REPORT_DATA_BYTES = 64
 MAX_PAYLOAD_TEXT = 1 << 20  # a dstack-pod's report_data_payload
-OTHER_PLATFORMS = ("gcp-tdx", "sev-snp", "nitro-enclave", "aws-nitro-tpm")
+# The kinds decoded ("" keys the reason given for any other). GCP's TDX+TPM, SEV-SNP and the Nitro kinds measure
+# their OS with evidence this inspector does not verify.
+PLATFORMS = {"tdx": "", "": "only tdx (not gcp-tdx, sev-snp, nitro-enclave or aws-nitro-tpm)"}
+STACKS = {"dstack": "", "dstack-pod": "", "": "only dstack and dstack-pod"}
+MAX_KEY_BYTES = 1024
+MAX_SKIPPED = 1 << 16  # values under keys this reader does not know: dstack writes none, so a few suffice
 
 # MessagePack first bytes: the fix forms of a family hold a small length in the byte itself; the others are
 # followed by a big-endian length (or value) of the size given.
@@ -89,6 +93,10 @@ def _kind(first: int) -> str:
 
 class MsgpackCursor(_Cursor):
     """Typed MessagePack reads over the bytes; a value of the wrong type names what was found instead."""
+
+    def __init__(self, data: bytes, source: str, what: str) -> None:
+        super().__init__(data, source, what)
+        self.skipped = 0
 
     def _first(self, field: str) -> int:
         return self.uint(1, field)
@@ -182,17 +190,20 @@ class MsgpackCursor(_Cursor):
         seen: set[str] = set()
         for _ in range(count):
             key_at = self.pos
-            key = self.string(f"{field} key", 64)
+            key = self.string(f"{field} key", MAX_KEY_BYTES)
             if key in seen:
-                raise self.fail(f"key {key!r} given twice", f"{field}.{key}", key_at)
+                raise self.fail(f"key {key[:40]!r} given twice", f"{field}.{key[:40]}", key_at)
             seen.add(key)
-            yield key, f"{field}.{key}"
+            yield key, f"{field}.{key[:40]}"
 
     def skip(self, field: str, depth: int = 0) -> None:
         """Step over one well-formed value of any type (an unknown key's)."""
         at = self.pos
         if depth > MAX_DEPTH:
             raise self.fail(f"values nested more than {MAX_DEPTH} deep", field, at)
+        self.skipped += 1
+        if self.skipped > MAX_SKIPPED:
+            raise self.fail(f"more than {MAX_SKIPPED} values under keys dstack does not write", field, at)
         first = self._first(field)
         if first <= 0x7F or first >= 0xE0 or first in (0xC0, 0xC2, 0xC3):
             return
@@ -234,16 +245,22 @@ def _read(r: MsgpackCursor, field: str, readers: dict[str, Callable[[str], objec
     return out
 
 
-def _tagged(r: MsgpackCursor, field: str, data: Callable[[str, str], object]) -> object:
-    """An adjacently tagged enum, {kind, data}: `data(kind, path)` reads the value. serde writes the kind first; when
-    the data comes first it is stepped over, then read once the kind is known."""
+def _tagged(r: MsgpackCursor, field: str, kinds: dict[str, str],
+            data: Callable[[str, str], object]) -> object:
+    """An adjacently tagged enum, {kind, data}: the kind must be one of `kinds` (else the error says what it is),
+    then `data(kind, path)` reads the value. serde writes the kind first; when the data comes first it is stepped
+    over, then read once the kind is known. A unit variant has no data: its kind alone is refused, as it should."""
     start = r.pos
     kind: str | None = None
     value: object = None
     value_at: int | None = None
     for key, where in r.fields(field):
         if key == "kind":
+            kind_at = r.pos
             kind = r.string(where, 64)
+            if kind not in kinds:
+                reason = kinds.get("", "")
+                raise r.fail(f"{field.rsplit('.', 1)[-1]} {kind[:40]!r} is not supported; {reason}", where, kind_at)
         elif key == "data" and kind is not None:
             value_at, value = r.pos, data(kind, where)
         elif key == "data":
@@ -270,6 +287,18 @@ def _version(r: MsgpackCursor, where: str) -> int:
     return value
 
 
+def _hash_input(r: MsgpackCursor, where: str) -> bytes | None:
+    """The optional preimage, a hex string (nil is None, as serde reads it)."""
+    at = r.pos
+    if r.remaining() and r.data[at] == 0xC0:
+        r.pos += 1
+        return None
+    text = r.string(where, 2 * MAX_PREIMAGE_BYTES)
+    if len(text) % 2 or not all(c in "0123456789abcdefABCDEF" for c in text):
+        raise r.fail("not an even number of hex digits", where, at)
+    return bytes.fromhex(text)
+
+
 def _tdx_event(r: MsgpackCursor, where: str) -> Event:
     fields = _read(r, where, {
         "imr": lambda w: r.unsigned(w, 3),
@@ -278,7 +307,7 @@ def _tdx_event(r: MsgpackCursor, where: str) -> Event:
         "event": lambda w: r.string(w, MAX_NAME_BYTES),
         "event_payload": lambda w: r.blob(w, MAX_PAYLOAD_BYTES),
         "version": lambda w: _version(r, w),
-        "hash_input": lambda w: _hex_value(r.string(w, 2 * MAX_PREIMAGE_BYTES), MAX_PREIMAGE_BYTES, r.source, w),
+        "hash_input": lambda w: _hash_input(r, w),
     }, ("imr", "event_type", "event", "event_payload"))
     return Event(imr=fields["imr"], event_type=fields["event_type"], digest=fields.get("digest") or None,
                  name=fields["event"], payload=fields["event_payload"], version=fields.get("version", 1),
@@ -300,9 +329,6 @@ def _events(r: MsgpackCursor, where: str, one: Callable[[MsgpackCursor, str], Ev
 
 
 def _platform(r: MsgpackCursor, kind: str, where: str) -> dict[str, object]:
-    if kind != "tdx":
-        known = "" if kind in OTHER_PLATFORMS else " (unknown)"
-        raise r.fail(f"attestation platform {kind[:40]!r}{known} is not supported; only tdx", where)
     return _read(r, where, {
         "quote": lambda w: r.blob(w, MAX_QUOTE_BYTES),
         "event_log": lambda w: _events(r, w, _tdx_event),
@@ -310,9 +336,6 @@ def _platform(r: MsgpackCursor, kind: str, where: str) -> dict[str, object]:
 
 
 def _stack(r: MsgpackCursor, kind: str, where: str) -> dict[str, object]:
-    if kind not in ("dstack", "dstack-pod"):
-        raise r.fail(f"attestation stack {kind[:40]!r} is not supported; only dstack and dstack-pod", where)
-
     def report_data(w: str) -> tuple[bytes, int]:
         at = r.pos
         value = r.blob(w, REPORT_DATA_BYTES)
@@ -345,8 +368,8 @@ def decode_msgpack_attestation(blob: bytes, source: str) -> Attestation:
 
     top = _read(r, "attestation", {
         "version": version,
-        "platform": lambda w: _tagged(r, w, lambda kind, d: _platform(r, kind, d)),
-        "stack": lambda w: _tagged(r, w, lambda kind, d: _stack(r, kind, d)),
+        "platform": lambda w: _tagged(r, w, PLATFORMS, lambda kind, d: _platform(r, kind, d)),
+        "stack": lambda w: _tagged(r, w, STACKS, lambda kind, d: _stack(r, kind, d)),
     }, ("version", "platform", "stack"))
     if r.remaining():
         raise r.fail(f"{r.remaining()} trailing bytes after the attestation", "attestation")
