@@ -79,6 +79,7 @@ def library_type(module: str, name: str) -> Callable[[str], str]:
 _mrseam = library_type("dstack_verifier.quote.policy", "mrseam_hex")
 _advisory = library_type("dstack_verifier.quote.policy", "advisory_id")
 _os_image = library_type("dstack_verifier.measure.image_check", "os_image_hex")
+_contract = library_type("dstack_verifier.onchain", "contract_address")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="verify evidence and print the checks or the JSON report")
     v.add_argument("evidence", nargs="*", type=Path,
                    help="quote (binary, hex or base64), GetQuote/attestation JSON, event log, app-compose, "
-                        "certificates, collateral, a saved Phala Cloud answer, a Trust Center result, an evidence "
-                        "pack, or a report")
+                        "certificates, collateral, a saved Phala Cloud answer, a guest agent's /prpc/Info, a "
+                        "gateway's acme-info, a KMS's GetMeta, NVIDIA GPU evidence, a Trust Center result, an "
+                        "evidence pack, or a report")
     v.add_argument("--app-id", help="fetch the app's attestations from the Phala Cloud API (App, KMS and Gateway); "
                                     "a Trust Center page's address (…/app/<app id>) stands for its app id")
     v.add_argument("--cloud-url", help="Phala Cloud API base URL (default: the public API)")
@@ -128,8 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--os-image", action="append", type=_os_image, metavar="HEX",
                    help="an OS image (os_image_hash) to accept, e.g. a release you reviewed; repeat for several. "
                         "Given, os.image_hash fails for any other image; default: any image")
-    v.add_argument("--kms-contract", help="the DstackKms contract governing the app (enables the on-chain check)")
-    v.add_argument("--app-contract", help="the app's DstackApp contract (default: the app id of the event log)")
+    v.add_argument("--kms-contract", type=_contract, metavar="ADDRESS",
+                   help="the DstackKms contract governing the app (enables the on-chain check)")
+    v.add_argument("--app-contract", type=_contract, metavar="ADDRESS",
+                   help="the app's DstackApp contract (default: the app id of the event log)")
     v.add_argument("--chain", default="base", help="chain of the contracts: base (default) or ethereum")
     v.add_argument("--rpc-url", help="JSON-RPC endpoint of that chain (default: a public endpoint)")
     v.add_argument("--agent-url", metavar="URL",
@@ -145,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--ita-api-key", metavar="KEY",
                    help="also appraise the quotes with Intel Trust Authority (default: $ITA_API_KEY; off when unset)")
     v.add_argument("--ita-url", metavar="URL", help="Intel Trust Authority API base URL (default: Intel's)")
+    v.add_argument("--save", action="store_true",
+                   help="also save the result in the task history the GUI shows (`report list` lists it)")
     v.add_argument("--mask", action="store_true",
                    help="mask docker_compose_file in the report's data objects, for sharing (the evidence is kept)")
     v.add_argument("--json", action="store_true", help="print the JSON report on stdout")
@@ -354,11 +360,50 @@ def cmd_verify(args: argparse.Namespace) -> int:
     text = report.to_json()
     if args.output:
         args.output.write_text(text + "\n")
-    if args.json:
-        sys.stdout.write(text + "\n")
-    else:
-        _print_human(report, sys.stdout)
-    return {Verdict.PASS: EXIT_PASS, Verdict.FAIL: EXIT_FAIL}.get(report.verdict, EXIT_INCOMPLETE)
+    _note_other_anchor(items, options.anchor)
+    if args.save:
+        _save(report, args)
+    code = {Verdict.PASS: EXIT_PASS, Verdict.FAIL: EXIT_FAIL}.get(report.verdict, EXIT_INCOMPLETE)
+    try:
+        if args.json:
+            sys.stdout.write(text + "\n")
+        else:
+            _print_human(report, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the verdict is decided, and its status is still the answer
+        _stdout_gone()
+    return code
+
+
+def _save(report, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    from .store import StoreError, TaskStore, report_keys
+
+    title = f"app {args.app_id}" if args.app_id else ", ".join(p.name for p in args.evidence)
+    try:
+        with TaskStore.open_default() as store:
+            task_id = store.add(report, title=title, source="online" if args.app_id else "files",
+                                **report_keys(report))
+    except StoreError as exc:  # the verdict stands: only the saving failed
+        print(_one_line(f"dstack-inspector: not saved in the history: {exc.describe()}"), file=sys.stderr)
+        return
+    print(f"saved as task {task_id} of the history", file=sys.stderr)
+
+
+def _note_other_anchor(items: list, anchor) -> None:  # type: ignore[no-untyped-def]
+    """A report re-run under another root than the one it recorded fails its chains: say which root it recorded
+    (never use it unasked: a report is someone else's input, and its root could be anyone's)."""
+    for ev in items:
+        recorded = (ev.json or {}).get("policy", {}).get("trust_anchor") if ev.kind == "report" else None
+        if isinstance(recorded, dict) and recorded.get("sha256") not in (None, anchor.sha256):
+            subject = _one_line(str(recorded.get("subject", "?"))[:120])
+            print(f"note: {ev.name} was verified under the root CA {subject!r} (sha256 "
+                  f"{str(recorded.get('sha256'))[:16]}…), not the one used now; give --root-ca FILE with that root "
+                  "to re-run it as it was", file=sys.stderr)
+
+
+def _stdout_gone() -> None:
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _fetch_cloud_answer(client, app_id: str, cloud_url: str | None):  # type: ignore[no-untyped-def]
@@ -416,8 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         print("dstack-inspector: interrupted", file=sys.stderr)
         return EXIT_INCOMPLETE
     except BrokenPipeError:  # the reader went away (`| head`): nothing more to say, and no one to say it to
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_gone()
         return EXIT_INCOMPLETE
     except Exception as exc:  # the contract: one line, never a traceback (set DSTACK_INSPECTOR_DEBUG for one)
         if os.environ.get("DSTACK_INSPECTOR_DEBUG"):

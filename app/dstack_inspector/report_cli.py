@@ -1,7 +1,7 @@
 """`dstack-inspector report export|verify|key`: signed evidence packs on the command line.
 
-Exit status: 0 the pack verifies (or the export/key command succeeded); 1 the pack fails verification; 2 bad input
-or usage.
+Exit status: 0 the pack verifies (or the export/key command succeeded); 1 the pack fails verification, or its
+signer is none of the `--trusted-signer` ones given; 2 bad input or usage.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def add_report_parser(sub: argparse._SubParsersAction, parser_class: type[argpar
                    help="a signer you trust, by the fingerprint (key id) you compared with its owner; the pack's "
                         "own key counts as trusted when it is one of them; repeat for several")
     v.add_argument("--json", action="store_true", help="print the verification result as JSON")
+    ls = commands.add_parser("list", help="list the tasks of the history (newest first), with the ids `export` takes")
+    ls.add_argument("search", nargs="?", default="", help="words to find in the title, app id or domain")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many tasks (default 50)")
     k = commands.add_parser("key", help="show the signing key's fingerprint, or export its public key")
     k.add_argument("--key", type=Path, help="the signing key (default: the app's own key, created on first use)")
     k.add_argument("--export-public", type=Path, metavar="FILE", help="write the public key (PEM) to FILE")
@@ -62,11 +65,29 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _export(args)
     if args.report_command == "verify":
         return _verify(args)
+    if args.report_command == "list":
+        return _list(args)
     return _key(args)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from .store import TaskStore
+
+    with TaskStore.open_default() as store:
+        tasks = store.search(args.search, limit=max(args.limit, 0))
+        total = store.count(args.search)
+    for t in tasks:
+        saved = datetime.fromtimestamp(t.created_at, UTC).strftime("%Y-%m-%d %H:%M")
+        print(f"{t.id:>6}  {saved}  {t.verdict.upper():<10}  {t.title}" + (f"  (app {t.app_id})" if t.app_id else ""))
+    print(f"{len(tasks)} of {total} task(s)" + (f" matching {args.search!r}" if args.search else ""))
+    return 0
 
 
 def load_source_report(source: str) -> Report:
     """A task of the history (an integer id) or a report file; a file of that name wins over a task id."""
+    from dstack_verifier.errors import InputError
     from dstack_verifier.evidence import load_evidence
     from dstack_verifier.model import Report
     from dstack_verifier.validation import validate_model
@@ -82,7 +103,11 @@ def load_source_report(source: str) -> Report:
             return store.get(int(source)).report
         finally:
             store.close()
-    evidence = load_evidence(path)
+    try:
+        evidence = load_evidence(path)
+    except InputError as exc:  # read as whatever it looked like; the reason is kept, the expectation said first
+        raise InputError(f"not a dstack-inspector report ({exc.message})", source=source, field=exc.field,
+                         offset=exc.offset) from None
     if evidence.kind != "report":
         raise UsageError(f"{source} is not a dstack-inspector report (write one with `verify --output`)")
     return validate_model(Report, evidence.json, source, "a dstack-inspector report")
@@ -125,6 +150,11 @@ def _verify(args: argparse.Namespace) -> int:
         first = result.problems[0].line()
         more = f" (and {len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
         print(f"dstack-inspector: pack verification failed: {first}{more}".replace("\n", " "), file=sys.stderr)
+        return 1
+    if args.trusted_signer and result.key_source != "trusted":
+        # The signers were named to be checked: an intact pack from anyone else is not what was asked for.
+        print(f"dstack-inspector: pack signed by {result.fingerprint}, none of the --trusted-signer fingerprints "
+              "given", file=sys.stderr)
         return 1
     return 0
 

@@ -143,6 +143,15 @@ def _where(text: str, verdict: str | None, since: int | None, until: int | None)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def report_keys(report: Report) -> dict[str, str | None]:
+    """What the history searches a report by besides its title: the app id its RTMR3 events gave, and the domain
+    its domain checks were asked for."""
+    info = report.entities.get("app", {}).get("app_info")
+    domain = report.policy.get("domain")
+    return {"app_id": info.get("app_id") if isinstance(info, dict) else None,
+            "domain": domain.get("domain") if isinstance(domain, dict) else None}
+
+
 def _counts(report: Report) -> dict[str, int]:
     counts = {status.value: 0 for status in CheckStatus}
     for check in report.checks:

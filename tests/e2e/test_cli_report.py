@@ -75,8 +75,13 @@ def test_a_trusted_signer_by_fingerprint(tmp_path: Path, report_file: Path, caps
     shown = next(line for line in out.splitlines() if "fingerprint" in line).split(":", 1)[1].strip()
     code, out, err = run(capsys, "report", "verify", str(pack), "--trusted-signer", shown)
     assert code == 0 and err == "" and "one of the signers you trust" in out
-    code, out, _ = run(capsys, "report", "verify", str(pack), "--trusted-signer", "ab" * 32)
-    assert code == 0 and "not a trusted one" in out  # intact, signer unknown
+    code, out, err = run(capsys, "report", "verify", str(pack), "--trusted-signer", "ab" * 32)
+    # Intact, but signed by none of the signers named to be checked: that is not what was asked for.
+    assert code == 1 and "not a trusted one" in out
+    assert f"signed by {shown}, none of the --trusted-signer fingerprints given" in err
+    code, out, _ = run(capsys, "report", "verify", str(pack), "--trusted-signer", "ab" * 32, "--trusted-signer",
+                       shown)
+    assert code == 0 and "one of the signers you trust" in out
     code, _, err = run(capsys, "report", "verify", str(pack), "--trusted-signer", "bbf1 b234")
     assert code == 2 and "is not a key id" in err
 
@@ -182,6 +187,10 @@ def test_export_refusals_exit_2(tmp_path: Path, report_file: Path, capsys: pytes
     code, _, err = run(capsys, "report", "export", str(resource_path("demo", "app-compose.json")), "--out",
                        str(tmp_path / "p.zip"))
     assert code == 2 and "is not a dstack-inspector report" in err
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, not a report")
+    code, _, err = run(capsys, "report", "export", str(text), "--out", str(tmp_path / "p.zip"))
+    assert code == 2 and f"{text}" in err and "not a dstack-inspector report (not hex" in err
     code, _, err = run(capsys, "report", "export", str(report_file), "--out", str(tmp_path / "p.zip"), "--key",
                        str(tmp_path / "nokey.pem"), "--no-pdf")
     assert code == 2 and "nokey.pem: no such file" in err
@@ -204,6 +213,32 @@ def test_export_of_a_task_from_the_history(tmp_path: Path, report_file: Path,
     assert run(capsys, "report", "verify", str(pack))[0] == 0
     code, _, err = run(capsys, "report", "export", "999999", "--out", str(tmp_path / "none.zip"), "--no-pdf")
     assert code == 2 and "999999" in err
+
+
+def test_verify_save_then_list_then_export_by_id(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's way to the history: `verify --save` saves, `report list` shows the ids, `report export ID` uses one."""
+    code, out, _ = run(capsys, "report", "list")
+    assert code == 0 and out.strip() == "0 of 0 task(s)"
+    verified(tmp_path, capsys, DEMO_APP_EVIDENCE, "--save")  # (its stderr is consumed by the helper)
+    code, _, err = run(capsys, "verify", *(str(resource_path("demo", n)) for n in DEMO_APP_EVIDENCE), "--root-ca",
+                       str(resource_path("demo", DEMO_ANCHOR)), "--offline", "--at", str(load_demo().now), "--save")
+    assert code == 0 and "saved as task 2 of the history" in err
+    code, out, _ = run(capsys, "report", "list")
+    lines = out.splitlines()
+    assert code == 0 and lines[-1] == "2 of 2 task(s)"
+    assert lines[0].split()[0] == "2" and "PASS" in lines[0] and "getquote.json" in lines[0]
+    code, out, _ = run(capsys, "report", "list", "no-such-words", "--limit", "1")
+    assert code == 0 and out.strip() == "0 of 0 task(s) matching 'no-such-words'"
+    pack = export(capsys, Path("2"), tmp_path / "task2.zip")
+    assert run(capsys, "report", "verify", str(pack))[0] == 0
+    # The verdict stands when the history cannot be written; only the saving is reported.
+    broken = tmp_path / "broken-data"
+    (broken / "history.sqlite3").mkdir(parents=True)  # not a database: opening it fails
+    monkeypatch.setenv("DSTACK_INSPECTOR_DATA_DIR", str(broken))
+    code, _, err = run(capsys, "verify", *(str(resource_path("demo", n)) for n in DEMO_APP_EVIDENCE), "--root-ca",
+                       str(resource_path("demo", DEMO_ANCHOR)), "--offline", "--at", str(load_demo().now), "--save")
+    assert code == 0 and "dstack-inspector: not saved in the history: " in err and "saved as task" not in err
 
 
 def test_pdf_is_written_and_two_exports_are_identical(tmp_path: Path, report_file: Path) -> None:

@@ -532,8 +532,11 @@ def test_bad_phases_is_usage_error(capsys, phases: str, real_quote: Path, real_c
         ["verify"],
         ["frobnicate"],
         ["verify", "QUOTE", "--bogus=a\nb"],
+        ["verify", "QUOTE", "--kms-contract", "xyz"],
+        ["verify", "QUOTE", "--kms-contract", "0x" + "44" * 20, "--app-contract", "0x44"],
     ],
-    ids=["unknown-option", "missing-value", "no-evidence", "unknown-command", "newline-in-option"],
+    ids=["unknown-option", "missing-value", "no-evidence", "unknown-command", "newline-in-option", "kms-contract",
+         "app-contract"],
 )
 def test_usage_errors(capsys, argv: list[str], real_quote: Path) -> None:
     code, out, err = run(capsys, *[str(real_quote) if a == "QUOTE" else a for a in argv])
@@ -541,6 +544,40 @@ def test_usage_errors(capsys, argv: list[str], real_quote: Path) -> None:
     assert out == ""
     assert_one_line(err)
     assert err.startswith("dstack-inspector: usage error:")
+    if len(argv) > 3 and "contract" in argv[-2]:
+        assert argv[-2] in err and "not a 20-byte address" in err
+
+
+def test_a_closed_pipe_keeps_the_verdicts_exit_status(tmp_path: Path, real_quote: Path, real_collateral: Path) -> None:
+    """`verify … | head -1`: the reader leaves early, and the exit status is still the verdict's (0 here)."""
+    script = "import sys; from dstack_inspector.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["verify", str(real_quote), "--collateral", str(real_collateral), "--at", str(REAL_AT)]
+    proc = subprocess.Popen([sys.executable, "-c", script, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "DSTACK_INSPECTOR_DATA_DIR": str(tmp_path)})
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before anything is read: every write of the report meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "internal error" not in err, err
+
+
+def test_a_report_of_another_root_says_which(capsys, tmp_path: Path) -> None:
+    """Re-running a report made under a caller-supplied root, without that root, fails its chains: the output says
+    which root the report recorded (it is never taken from the report unasked)."""
+    ev = make_evidence("other-root", now=1_750_000_000)
+    quote, collateral, root = tmp_path / "q.hex", tmp_path / "col.json", tmp_path / "root.der"
+    quote.write_text(ev.quote.hex())
+    collateral.write_text(json.dumps(ev.collateral))
+    root.write_bytes(ev.root_ca_der)
+    saved = tmp_path / "r.json"
+    assert main(["verify", str(quote), "--collateral", str(collateral), "--root-ca", str(root), "--at",
+                 str(ev.now), "--output", str(saved)]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "verify", saved, "--offline", "--at", ev.now)
+    assert code == 1
+    assert f"note: {saved} was verified under the root CA" in err and "give --root-ca FILE" in err
+    assert hashlib.sha256(ev.root_ca_der).hexdigest()[:16] in err
+    code, _, err = run(capsys, "verify", saved, "--offline", "--at", ev.now, "--root-ca", root)
+    assert code == 0 and "note:" not in err
 
 
 def test_newline_in_a_file_name_stays_one_line(capsys, tmp_path: Path) -> None:

@@ -254,8 +254,9 @@ def _detect_json(data: bytes, name: str) -> Evidence:
         raise InputError(f"DCAP collateral JSON without the key {missing[0]!r}", source=name, field=missing[0])
     keys = ", ".join(json.dumps(k[:40]) for k in sorted(doc)[:8])  # quoted and escaped: the message stays one line
     raise InputError(f"unrecognised JSON evidence (keys: {keys}); expected a GetQuote answer (`quote`), an "
-                     "attestation (`attestation`), an app-compose, an event log, DCAP collateral, or a "
-                     "dstack-inspector report", source=name)
+                     "attestation (`attestation`), an app-compose, an event log, DCAP collateral, a Phala Cloud "
+                     "answer, a Trust Center result, a guest agent's Info, an acme-info, a KMS GetMeta, GPU "
+                     "evidence, or a dstack-inspector report", source=name)
 
 
 def _attestation_facts(att: Attestation) -> dict[str, Any]:

@@ -339,6 +339,11 @@ def _address(value: str, what: str) -> str:
     return str(to_checksum_address("0x" + body.lower()))
 
 
+def contract_address(value: str) -> str:
+    """A contract address as given on a command line: 20 bytes of hex (0x optional), returned checksummed."""
+    return _address(value, "contract address")
+
+
 def _hex32(value: bytes) -> str:
     return "0x" + value.hex()
 

@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..settings import UserSettings, cache_dir, load_settings, save_settings
-from ..store import StoreError, TaskStore
+from ..store import StoreError, TaskStore, report_keys
 from ..workers import POOL_THREADS, CallWorker, VerifyJob, VerifyWorker, save_report
 from .copying import install_copy_everywhere
 from .history_view import HistoryView
@@ -82,16 +82,6 @@ class RunningTask:
     number: int
     session: Session
     worker: VerifyWorker
-
-
-def _app_id_of(report: Report) -> str | None:
-    info = report.entities.get("app", {}).get("app_info") or {}
-    return info.get("app_id") if isinstance(info, dict) else None
-
-
-def _domain_of(report: Report) -> str | None:
-    policy = report.policy.get("domain")
-    return policy.get("domain") if isinstance(policy, dict) else None
 
 
 def _is_zip(path: Path) -> bool:
@@ -612,8 +602,7 @@ class MainWindow(QMainWindow):
         if self.store is None:
             return
         path = self.store.path
-        task = {"title": session.title, "source": session.source, "app_id": _app_id_of(report),
-                "domain": _domain_of(report)}
+        task = {"title": session.title, "source": session.source, **report_keys(report)}
         self._call(lambda: save_report(path, report, **task), lambda task_id: self._on_saved(report, task_id),
                    "The result could not be saved in the history", level="warn", announce=False)
 
