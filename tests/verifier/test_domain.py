@@ -512,6 +512,14 @@ def test_caa_no_records_anywhere(dns_server: DnsServer) -> None:
     assert [x["result"] for x in check.details["lookups"]] == ["no CAA records", "no CAA records", "no CAA records"]
 
 
+def test_caa_from_a_resolver_that_denies_the_top_level_domain(dns_server: DnsServer) -> None:
+    """A sandboxed or filtering resolver answers NXDOMAIN for everything: that is not "no CAA record" (a fail),
+    it is a resolver whose answers cannot decide (an error, the verdict incomplete)."""
+    check = caa(dns_server, "gw.example.nosuchtld")
+    assert_check(check, CHECK_CAA, CheckStatus.ERROR, "top-level domain 'nosuchtld' does not exist (NXDOMAIN)")
+    assert [x["result"] for x in check.details["lookups"]] == ["NXDOMAIN"] * 3
+
+
 def test_caa_inherited_from_the_parent(dns_server: DnsServer) -> None:
     dns_server.set_records(DOMAIN, {"CAA": [issue(PINNED)]})
     check = caa(dns_server, f"*.deep.gw.{DOMAIN}")

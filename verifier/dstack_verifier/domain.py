@@ -1090,6 +1090,14 @@ def check_dns_caa(
         found = _relevant_caa(client or NetClient(), (host, port), qname, monotonic() + timeout, monotonic, lookups)
     except _DnsFailure as exc:
         return _check(CHECK_CAA, entity, CheckStatus.ERROR, f"DNS CAA: {exc}", details)
+    if found is None and lookups and lookups[-1]["result"] == "NXDOMAIN":
+        # Every top-level domain in use exists: a resolver denying this one cannot be asked (a sandbox, a
+        # filtering resolver), so its silence says nothing about the domain's CAA records.
+        return _check(
+            CHECK_CAA, entity, CheckStatus.ERROR,
+            f"DNS CAA: the resolver says the top-level domain '{lookups[-1]['name']}' does not exist (NXDOMAIN): "
+            f"its answers cannot decide the CAA records of '{base}'", details,
+        )
     if found is None:
         return _check(
             CHECK_CAA, entity, CheckStatus.FAIL,
