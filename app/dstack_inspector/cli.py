@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the DstackKms contract governing the app (enables the on-chain check)")
     v.add_argument("--app-contract", type=_contract, metavar="ADDRESS",
                    help="the app's DstackApp contract (default: the app id of the event log)")
-    v.add_argument("--chain", default="base", help="chain of the contracts: base (default) or ethereum")
+    v.add_argument("--chain", default="base",
+                   help="chain of the contracts: base (default), ethereum, base-sepolia or sepolia (or a chain id)")
     v.add_argument("--rpc-url", help="JSON-RPC endpoint of that chain (default: a public endpoint)")
     v.add_argument("--agent-url", metavar="URL",
                    help="the app's guest agent (default: https://<app-id>-8090.<gateway domain>)")
@@ -152,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--save", action="store_true",
                    help="also save the result in the task history the GUI shows (`report list` lists it)")
     v.add_argument("--mask", action="store_true",
-                   help="mask docker_compose_file in the report's data objects, for sharing (the evidence is kept)")
+                   help="for sharing: mask docker_compose_file in the report and leave the evidence's bytes out "
+                        "(their digests stay; such a report cannot be re-run)")
     v.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     v.add_argument("--output", type=Path, help="write the JSON report to this file")
     m = sub.add_parser("measure", help="print the expected MRTD, RTMR0-2 and every event digest of an OS image")
@@ -222,10 +224,10 @@ def _onchain_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             raise UsageError("--app-contract needs --kms-contract (the KMS that governs the app)")
         return None
     try:
-        chain_config(args.chain, args.rpc_url)
+        chain = chain_config(args.chain, args.rpc_url).key  # "8453" or "Base" name the chain "base" reads and anchors
     except OnchainInputError as exc:
         raise UsageError(f"--chain: {exc}") from None
-    return OnchainOptions(kms_contract=args.kms_contract, chain=args.chain, rpc_url=args.rpc_url,
+    return OnchainOptions(kms_contract=args.kms_contract, chain=chain, rpc_url=args.rpc_url,
                           app_contract=args.app_contract)
 
 
@@ -354,9 +356,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     if args.mask:
-        from dstack_verifier.collector import mask_sensitive
+        from dstack_verifier.collector import mask_report
 
-        report = report.model_copy(update={"data_objects": mask_sensitive(report.data_objects)})
+        report = mask_report(report)
     text = report.to_json()
     if args.output:
         args.output.write_text(text + "\n")

@@ -99,7 +99,9 @@ def test_dialog_validates_saves_and_restores(qtbot, config: Path, tmp_path: Path
     result = dialog.result_settings
     assert result is not None and saved == [result]
     assert result.pccs_url == "https://api.trustedservices.intel.com"
-    assert result.rpc_urls == {"base": "http://127.0.0.1:8545", "ethereum": "https://ethereum-rpc.publicnode.com"}
+    assert result.rpc_urls == {"base": "http://127.0.0.1:8545", "ethereum": "https://ethereum-rpc.publicnode.com",
+                               "base-sepolia": "https://sepolia.base.org",  # every chain read, with its default
+                               "sepolia": "https://ethereum-sepolia-rpc.publicnode.com"}
     assert (result.image_cache_cap_gb, result.theme, result.offline) == (3.5, "light", True)
     assert load_settings() == (result, None)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -184,6 +185,21 @@ def test_mask_hides_the_compose_files_of_the_data_objects(capsys, tmp_path: Path
     original = next(o for o in plain["data_objects"] if o["id"] == "gateway-code")
     assert "[MASKED]" not in original["fields"]["compose_file"]
     assert [c["status"] for c in masked["checks"]] == [c["status"] for c in plain["checks"]]
+    # Nowhere in the masked report, in clear or in base64 (the recorded evidence), is a compose file left.
+    composes = [doc["docker_compose_file"] for o in plain["data_objects"] if o["fields"].get("compose_file")
+                for doc in [json.loads(o["fields"]["compose_file"])] if doc.get("docker_compose_file")]
+    lines = [max(compose.splitlines(), key=len) for compose in composes]  # a distinctive line of each
+    assert lines and not any(line in json.dumps(masked) for line in lines)
+    # The unmasked report's recorded evidence holds them (a JSON string inside the Cloud answer, in base64).
+    recorded = " ".join(base64.b64decode(i["content_b64"]).decode("utf-8", "replace") for i in plain["inputs"])
+    assert all(json.dumps(line)[1:-1] in recorded for line in lines)
+    assert all(i["content_b64"] is None and len(i["sha256"]) == 64 for i in masked["inputs"])
+    assert masked["policy"]["masked"] is True and "masked" not in plain["policy"]
+    # Such a report is a summary to share: re-running it says what is missing.
+    masked_file = tmp_path / "masked.json"
+    masked_file.write_text(json.dumps(masked))
+    assert main(["verify", str(masked_file), "--offline"]) == 2
+    assert "was not recorded in the report" in capsys.readouterr().err
 
 
 def test_a_gateway_whose_tls_does_not_verify_is_one_error_check(capsys, tmp_path: Path, monkeypatch) -> None:

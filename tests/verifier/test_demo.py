@@ -26,6 +26,7 @@ from dstack_verifier.demo import (
 )
 from dstack_verifier.domain import zt_cert_report_data
 from dstack_verifier.errors import InputError
+from dstack_verifier.evidence import detect
 from dstack_verifier.measure.cbor import decode_cbor
 from dstack_verifier.measure.lite import decode_measurement_document
 from dstack_verifier.model import CheckStatus, Verdict
@@ -392,3 +393,39 @@ def test_the_kms_is_asked_about_its_os_image(allowed: bool) -> None:
         assert f"OS image hash 0x{image[:8]}… in allowedOsImages" in onchain.details["passed"]
     else:
         assert f"OS image hash 0x{image} is not in allowedOsImages of DstackKms" in onchain.details["failures"][0]
+
+
+def _with_governance(chain_id: int, kms_contract: str) -> list:
+    """The demo deployment, its Cloud answer naming on-chain governance on `chain_id`."""
+    demo = load_demo()
+    cloud = next(e for e in demo.items if e.kind == "cloud-attestations")
+    answer = json.loads(cloud.data)
+    answer["kms_info"].update({"chain_id": chain_id, "contract_address": kms_contract})
+    return [detect(json.dumps(answer).encode(), cloud.name), *(e for e in demo.items if e is not cloud)]
+
+
+def test_governance_on_a_chain_not_read_is_an_error_not_a_pass() -> None:
+    """Governance the answer claims on a chain this inspector does not read is not checked: an error for each entity
+    (verdict incomplete), never "no governance given" (which would let the verdict pass); a re-run says the same."""
+    demo = load_demo()
+    report = verify_evidence(_with_governance(137, "0x" + "4b" * 20), demo.options())
+    found = {(c.entity, c.id): c for c in report.checks}
+    for entity in ("app", "kms", "gateway"):
+        check = found[(entity, "source.onchain_registry")]
+        assert check.status is CheckStatus.ERROR and "unsupported chain '137'" in check.summary, check.summary
+        assert "base-sepolia 84532" in check.summary and "not checked" in check.summary
+    assert report.verdict is Verdict.INCOMPLETE
+    again = verify_evidence([detect(report.to_json().encode(), "r.json")], demo.options())
+    assert {(c.entity, c.id): c.status for c in again.checks} == {k: c.status for k, c in found.items()}
+
+
+def test_governance_on_base_sepolia_is_read() -> None:
+    demo = load_demo()
+    kms_contract = "0x" + "4b" * 20
+    with RpcNode(chain_id=84532, head=9_000_000) as node, NetClient(retries=0, timeout=5) as client:
+        node.add_kms(kms_contract)
+        options = demo.options(offline=False, rpc_urls={"base-sepolia": node.url})
+        report = verify_evidence(_with_governance(84532, kms_contract), options, client=client)
+    onchain = next(c for c in report.checks if c.entity == "kms" and c.id == "source.onchain_registry")
+    assert onchain.anchor == "onchain@base-sepolia:9000000", (onchain.anchor, onchain.summary)
+    assert onchain.details["chain_id"] == 84532

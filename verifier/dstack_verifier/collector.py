@@ -462,6 +462,30 @@ def collect(report: Report) -> tuple[list[DataObject], list[Relationship]]:
     return collector.objects(), collector.relationships()
 
 
+def mask_report(report: Report) -> Report:
+    """A copy of the report fit for sharing: the compose files of its data objects masked (`mask_sensitive`), every
+    `docker_compose_file` of the entities' summaries and the checks' details too, and the recorded evidence left
+    out (every input keeps its name, kind and SHA-256, not its bytes: a Cloud answer, a /prpc/Info or a recorded
+    exchange carries the compose as well). It can no longer be re-run or exported as a pack; `policy.masked` says
+    so."""
+    return report.model_copy(update={
+        "data_objects": mask_sensitive(report.data_objects),
+        "entities": _masked(report.entities),
+        "checks": [c.model_copy(update={"details": _masked(c.details)}) for c in report.checks],
+        "inputs": [i.model_copy(update={"content_b64": None}) for i in report.inputs],
+        "policy": {**report.policy, "masked": True},
+    })
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: MASKED if k == "docker_compose_file" and isinstance(v, str) and v else _masked(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
 def mask_sensitive(objects: Sequence[DataObject]) -> list[DataObject]:
     """Copies of the objects fit for sharing (trust-center.md §5): in every ``compose_file`` that parses as a JSON
     object, a non-empty ``docker_compose_file`` becomes ``[MASKED]`` and the compose is re-serialised compactly (so

@@ -90,7 +90,11 @@ class Chain:
 
 BASE = Chain("base", "Base", 8453, "https://mainnet.base.org", "https://basescan.org")
 ETHEREUM = Chain("ethereum", "Ethereum", 1, "https://ethereum-rpc.publicnode.com", "https://etherscan.io")
-CHAINS: Mapping[str, Chain] = {c.key: c for c in (BASE, ETHEREUM)}
+# The testnets dstack deploys test governance on (the Trust Center's UI names them, its verifier threw on them).
+BASE_SEPOLIA = Chain("base-sepolia", "Base Sepolia", 84532, "https://sepolia.base.org", "https://sepolia.basescan.org")
+SEPOLIA = Chain("sepolia", "Sepolia", 11155111, "https://ethereum-sepolia-rpc.publicnode.com",
+                "https://sepolia.etherscan.io")
+CHAINS: Mapping[str, Chain] = {c.key: c for c in (BASE, ETHEREUM, BASE_SEPOLIA, SEPOLIA)}
 
 
 def chain_config(chain: Chain | str | int, rpc_url: str | None = None) -> Chain:
@@ -106,7 +110,8 @@ def chain_config(chain: Chain | str | int, rpc_url: str | None = None) -> Chain:
         if found is None:
             found = next((c for c in CHAINS.values() if c.name.lower() == text or str(c.chain_id) == text), None)
     if found is None:
-        raise OnchainInputError(f"unsupported chain {str(chain)[:40]!r} (supported: base 8453, ethereum 1)")
+        supported = ", ".join(f"{c.key} {c.chain_id}" for c in CHAINS.values())
+        raise OnchainInputError(f"unsupported chain {_clean(chain, 40)!r} (supported: {supported})")
     return found.with_rpc(rpc_url) if rpc_url else found
 
 

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -283,6 +284,11 @@ def _onchain(ev: EntityEvidence, info: AppInfo | None, state: _SourceState, opti
                      "no on-chain governance given (use --kms-contract, with --chain and --rpc-url)")
     if "source" not in options.phases:  # not asked for: the chain is not read (no request leaves the machine)
         return _skip("source.onchain_registry", ev.entity, "source", "phase source not selected")
+    reason = _unread_chain(cfg.chain)
+    if reason is not None:
+        return Check(id="source.onchain_registry", entity=ev.entity, phase="source", status=CheckStatus.ERROR,
+                     anchor=Anchor.NONE, summary=f"on-chain governance by DstackKms {cfg.kms_contract} is named, "
+                     f"but not checked: {reason}", details={"kms_contract": cfg.kms_contract, "chain": cfg.chain})
     if reader is None:
         reader = OnchainReader(_net(ev.recording, client), cfg.chain, rpc_url=cfg.rpc_url)
     app_contract = cfg.app_contract or (("0x" + info.app_id.hex()) if info and info.app_id else None)
@@ -527,7 +533,13 @@ def _recorded_onchain(items: list[Evidence]) -> OnchainOptions | None:
             ):
                 raise TypeError
             found = OnchainOptions(**recorded)  # TypeError for a missing or unknown key
-            chain_config(found.chain, found.rpc_url)
+            try:
+                chain_config(found.chain, found.rpc_url)
+            except OnchainInputError:
+                # A chain an answer named and we do not read is re-run to the same error check; only a plain name
+                # or chain id is taken, and nothing is ever read from it.
+                if found.rpc_url is not None or not re.fullmatch(r"[0-9A-Za-z-]{1,40}", found.chain):
+                    raise
             if found.rpc_url is not None and not _is_http_url(found.rpc_url):
                 raise InputError("the JSON-RPC endpoint is not an http(s) URL", source=name,
                                  field="policy.onchain.rpc_url")
@@ -839,9 +851,21 @@ def _kms_keys_check(ev: EntityEvidence, hw: HardwareResult, meta: KmsMeta, sourc
                                       "details": details})
 
 
+def _unread_chain(chain: str) -> str | None:
+    """Why the chain of some governance is not read (None: it is)."""
+    from .onchain import OnchainInputError, chain_config
+
+    try:
+        chain_config(chain)
+    except OnchainInputError as exc:
+        return str(exc)
+    return None
+
+
 def _governance(contract: str | None, chain: str | int | None, options: VerifyOptions) -> OnchainOptions | None:
     """The on-chain governance an answer names (the KMS contract and its chain), so that the registry check runs as
-    the Trust Center's does; None for a KMS hosted by Phala (no chain) or a chain we do not read."""
+    the Trust Center's does; None for a KMS hosted by Phala (no chain). A chain we do not read is kept as named:
+    the registry check is then an error saying so (governance claimed but not checked is not a pass)."""
     from .onchain import OnchainInputError, chain_config
 
     if not contract or not chain:
@@ -849,7 +873,7 @@ def _governance(contract: str | None, chain: str | int | None, options: VerifyOp
     try:
         config = chain_config(chain)
     except OnchainInputError:
-        return None
+        return OnchainOptions(kms_contract=contract, chain=str(chain))
     return OnchainOptions(kms_contract=contract, chain=config.key, rpc_url=options.rpc_urls.get(config.key))
 
 
@@ -985,7 +1009,8 @@ def _verify_deployment(per_entity: dict[str, list[Evidence]], items: list[Eviden
     memo = memo or CollateralMemo()
     gpu = [e for e in items if e.kind == "gpu-evidence"]  # the app's GPUs
     reader = None
-    if options.onchain is not None:  # one reader: every entity's governance read at the same pinned block
+    if options.onchain is not None and _unread_chain(options.onchain.chain) is None:
+        # One reader: every entity's governance read at the same pinned block (a chain not read: see _onchain).
         from .onchain import OnchainReader
 
         reader = OnchainReader(run.asking or NetClient(offline=True), options.onchain.chain,
