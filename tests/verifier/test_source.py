@@ -176,14 +176,15 @@ def test_compose_hash_event_is_what_is_compared() -> None:
     assert check.status is CheckStatus.FAIL and "00" * 32 in check.summary
 
 
-def test_compose_hash_skips_with_reasons() -> None:
+def test_compose_hash_skips_or_fails_with_reasons() -> None:
     doc, _, info = entity("gateway")
     raw = doc["app_compose"].encode()
     check = check_compose_hash(None, info, "app", "the app has no app-compose in the evidence")
     assert check.status is CheckStatus.SKIP and check.summary == "skipped: the app has no app-compose in the evidence"
     no_event = extract_app_info([runtime("app-id", b"\x01" * 20), runtime("system-ready")])
-    check = check_compose_hash(raw, no_event, "app", "unused")
-    assert check.status is CheckStatus.SKIP and "no compose-hash event" in check.summary
+    check = check_compose_hash(raw, no_event, "app", "unused")  # a boot that measured no compose: not this one
+    assert check.status is CheckStatus.FAIL and "no compose-hash event" in check.summary
+    assert check.anchor == "quote"
     assert check.details["calculated"] == hashlib.sha256(raw).hexdigest()
     assert check_compose_hash(raw, None, "app", "unused").summary == "skipped: no event log to compare with"
     # a compose that does not parse is still hashed; the parse error is shown

@@ -186,12 +186,17 @@ def check_compose_hash(compose: bytes | None, app_info: AppInfo | None, entity: 
         details["compose"] = parse_compose(compose, "app-compose").summary()
     except InputError as exc:  # the hash still decides; the summary is only for reading
         details["compose_parse_error"] = exc.message if exc.field is None else f"{exc.field}: {exc.message}"
-    if app_info is None or app_info.compose_hash is None:
-        reason = ("no event log to compare with" if app_info is None
-                  else "the event log has no compose-hash event before system-ready")
-        details["reason"] = reason
+    if app_info is None:
+        details["reason"] = "no event log to compare with"
         return Check(id="source.compose_hash", entity=entity, phase="source", status=CheckStatus.SKIP,
-                     anchor=Anchor.NONE, summary=f"skipped: {reason}", details=details)
+                     anchor=Anchor.NONE, summary="skipped: no event log to compare with", details=details)
+    if app_info.compose_hash is None:
+        # The boot bound to the quote measured no compose: this compose is not what runs (the Trust Center's
+        # "invalid"), whatever it hashes to.
+        return Check(id="source.compose_hash", entity=entity, phase="source", status=CheckStatus.FAIL,
+                     anchor=Anchor.QUOTE, details=details,
+                     summary="the event log bound to the quote has no compose-hash event before system-ready: the "
+                             "app-compose given is not measured by this quote")
     event_hash = app_info.compose_hash
     details["event"] = event_hash.hex()
     details["event_index"] = app_info.event_indices.get("compose_hash")
