@@ -60,7 +60,7 @@ CHECKS_OF: Mapping[str, tuple[str, ...]] = {
     "os": ("os.*",),
     "os-code": ("os.image_hash",),
     "main": ("binding.report_data", "source.mr_config_id", "source.onchain_registry", "source.kms_key_provider",
-             "source.gateway_app_id"),
+             "source.gateway_app_id", "source.other_instances"),
     "code": ("source.compose_hash", "source.mr_config_id", "source.onchain_registry"),
     "domain": ("domain.*",),
 }

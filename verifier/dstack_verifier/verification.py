@@ -927,12 +927,44 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     legacy = answer.legacy_reason
     stub = (f"; the Trust Center would use its legacy stub here ({legacy}) and report the {{entity}} valid without "
             "verifying anything" if legacy else "")
+    def other_instances(by_entity: dict[str, Report], shared: list[Evidence]) -> list[Check]:
+        main = by_entity.get("app")
+        others = [i for i in range(len(answer.instances)) if i != instance]
+        if main is None or not others:
+            return []
+        return [_other_instances(answer, others, main, shared, options, run.asking, cache, memo, progress)]
+
     return _verify_deployment(
         per_entity, items, options, run, client=client, cache=cache, memo=memo, progress=progress, gateway=gateway,
         kms_meta=kms_meta, gateway_app_id=answer.kms_info.gateway_app_id,
         answer_input=cloud.input_file(role="cloud-attestations"),
         missing=lambda entity: _missing_entity(entity, f"the Cloud answer holds no quote of the {entity}"
-                                               f"{stub.format(entity=entity)}", bool(legacy), legacy))
+                                               f"{stub.format(entity=entity)}", bool(legacy), legacy),
+        extra=other_instances)
+
+
+def _other_instances(answer: CloudAttestations, others: list[int], main: Report, shared: list[Evidence],
+                     options: VerifyOptions, client: NetClient | None, cache: CollateralCache | None,
+                     memo: CollateralMemo | None, progress: Progress) -> Check:
+    """`source.other_instances`: each other running instance's quote and RTMR3 log verified (the same DCAP steps
+    and policy, no OS image, no chain), then held to the instance verified in full (instances.py decides)."""
+    from .instances import InstanceOutcome, check_other_instances
+    from .sources import to_evidence
+
+    only = replace(options, phases=("hardware", "source"), explicit_phases=True, onchain=None, domain=None,
+                   ita=None)
+    outcomes = []
+    for index in others:
+        progress.step(f"app: instance {index}")
+        found = answer.instances[index]
+        try:
+            report = _verify_entity(to_evidence(answer, instance=index)["app"] + shared, only, client=client,
+                                    cache=cache, memo=memo, entity="app")
+        except InputError as exc:
+            outcomes.append(InstanceOutcome(found.index, found.instance_id, None, exc.describe()))
+            continue
+        outcomes.append(InstanceOutcome(found.index, found.instance_id, report))
+    return check_other_instances(main, outcomes)
 
 
 def _verify_trust_center(results: list[Evidence], items: list[Evidence], options: VerifyOptions, *,
@@ -999,7 +1031,8 @@ def _verify_deployment(per_entity: dict[str, list[Evidence]], items: list[Eviden
                        run: _Run, *, client: NetClient | None, cache: CollateralCache | None,
                        memo: CollateralMemo | None, progress: Progress, gateway: GatewayEndpoints,
                        kms_meta: KmsMeta | None, gateway_app_id: str | None, answer_input: InputFile,
-                       missing: Callable[[Entity], Check], expected: tuple[Entity, ...] = ("kms", "gateway")
+                       missing: Callable[[Entity], Check], expected: tuple[Entity, ...] = ("kms", "gateway"),
+                       extra: Callable[[dict[str, Report], list[Evidence]], list[Check]] | None = None,
                        ) -> Report:
     """App, KMS and gateway each verified from their evidence (one collateral memo, one pinned block for the
     chain), the reports merged and the checks between the entities added."""
@@ -1025,6 +1058,9 @@ def _verify_deployment(per_entity: dict[str, list[Evidence]], items: list[Eviden
                                 kms_meta=kms_meta if entity == "kms" else None))
         for entity, entity_items in per_entity.items() if entity_items
     ]
+    by_entity = {entity: report for entity, report in reports}
+    # Before the exchanges are gathered: what `extra` fetches (another instance's collateral) is recorded too.
+    more = _mark_phase_off(extra(by_entity, shared), options.phases) if extra is not None else []
     derived = {e.name for entity_items in per_entity.values() for e in entity_items}
     inputs = [answer_input]
     inputs += [e.input_file(role=e.kind) for e in items if e.kind in BESIDE_CLOUD]
@@ -1035,8 +1071,7 @@ def _verify_deployment(per_entity: dict[str, list[Evidence]], items: list[Eviden
                                  if client is not None else [])
     if exchanges:
         inputs.append(_recording_input(exchanges))
-    by_entity = {entity: report for entity, report in reports}
-    checks = [c for _, report in reports for c in report.checks]
+    checks = [c for _, report in reports for c in report.checks] + more
     cross = _mark_phase_off(cross_entity_checks(by_entity, gateway_app_id), options.phases)
     checks += cross
     verdicts = {report.verdict for _, report in reports}
@@ -1044,8 +1079,10 @@ def _verify_deployment(per_entity: dict[str, list[Evidence]], items: list[Eviden
     checks += absent
     if absent:
         verdicts.add(Verdict.INCOMPLETE)
-    if any(c.status is CheckStatus.FAIL for c in cross):
+    if any(c.status is CheckStatus.FAIL for c in cross + more):
         verdicts.add(Verdict.FAIL)
+    if any(c.status is CheckStatus.ERROR for c in more):
+        verdicts.add(Verdict.INCOMPLETE)
     verdict = Verdict.FAIL if Verdict.FAIL in verdicts else (
         Verdict.INCOMPLETE if Verdict.INCOMPLETE in verdicts else Verdict.PASS)
     first = reports[0][1]
