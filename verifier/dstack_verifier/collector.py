@@ -63,6 +63,8 @@ CHECKS_OF: Mapping[str, tuple[str, ...]] = {
              "source.gateway_app_id", "source.other_instances"),
     "code": ("source.compose_hash", "source.mr_config_id", "source.onchain_registry"),
     "domain": ("domain.*",),
+    "gpu": ("gpu.attestation",),
+    "gpu-quote": ("gpu.*",),
 }
 
 _QUOTE_HEADER = ("version", "attestation_key_type", "tee_type", "qe_svn", "pce_svn", "qe_vendor_id", "user_data",
@@ -173,6 +175,33 @@ class DataObjectCollector:
         if entity == "gateway":
             self._add(entity, "domain", "Domain Verification", self._domain_fields(own), own)
             self._edge("gateway-main", "gateway-domain", "app_cert")
+        self._add_gpu(entity, own)
+
+    def _add_gpu(self, entity: Entity, checks: Sequence[Check]) -> None:
+        """The GPUs and their attestation report (§2.2 P-gpu, P-gpu-quote), when GPU evidence was verified. Only what
+        the evidence and NRAS said: no model, switch or memory is made up (the Trust Center hardcoded them)."""
+        attested = next((c.details for c in checks if c.id == "gpu.attestation"), None)
+        tied = next((c.details for c in checks if c.id == "gpu.td_binding"), {})
+        if not attested or "nonce" not in attested:
+            return
+        evidence = [e for e in attested.get("evidence") or [] if isinstance(e, Mapping)]
+        archs = sorted({str(e["arch"]) for e in evidence if e.get("arch")})
+        report: dict[str, Any] = {}
+        _put(report, "nonce", attested.get("nonce"))
+        _put(report, "request_nonce", tied.get("request_nonce"))
+        _put(report, "signing_address", tied.get("signing_address"))
+        _put(report, "evidence_list", _compact(evidence) if evidence else None)
+        _put(report, "arch", ", ".join(archs) or None)
+        self._add(entity, "gpu-quote", "GPU Attestation Report", report, checks)
+        gpu: dict[str, Any] = {}
+        _put(gpu, "manufacturer", "NVIDIA Corporation")
+        _put(gpu, "arch", ", ".join(archs) or None)
+        _put(gpu, "gpus", len(evidence) or None)
+        _put(gpu, "security_feature", "Confidential Computing mode")
+        _put(gpu, "nras_result", _mapping(attested, "overall").get("x-nvidia-overall-att-result"))
+        self._add(entity, "gpu", f"{entity.upper()} TEE GPU", gpu, checks)
+        self._edge(f"{entity}-gpu-quote", f"{entity}-gpu")
+        self._edge(f"{entity}-main", f"{entity}-gpu-quote", "nvidia_attestation_report")
 
     def _add(self, entity: Entity, component: str, name: str, fields: dict[str, Any], checks: Sequence[Check], *,
              force: bool = False) -> None:

@@ -212,7 +212,10 @@ def _detect_json(data: bytes, name: str) -> Evidence:
     from .gpu import is_gpu_evidence, parse_gpu_evidence
 
     if is_gpu_evidence(doc):  # NVIDIA GPU evidence (a Redpill bundle's nvidia_payload, or the payload itself)
-        return Evidence(name, "gpu-evidence", data, json=doc, extra={"gpu": parse_gpu_evidence(doc, name)})
+        from .gpu_binding import parse_bundle
+
+        return Evidence(name, "gpu-evidence", data, json=doc, extra={"gpu": parse_gpu_evidence(doc, name),
+                                                                     "gpu_bundle": parse_bundle(doc, name)})
     if "quote" in doc:
         value = doc["quote"]
         if not isinstance(value, str):

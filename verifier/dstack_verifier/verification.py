@@ -1134,6 +1134,25 @@ def _gpu_check(ev: EntityEvidence, items: list[Evidence], options: VerifyOptions
                                  reason_absent=f"the VM config names {gpus} GPU(s) but no GPU evidence was given")
 
 
+def _gpu_binding(items: list[Evidence], app_quote: Quote, source: CollateralSource, options: VerifyOptions,
+                 memo: CollateralMemo | None, entity: Entity) -> Check | None:
+    """`gpu.td_binding` when GPU evidence is given: its attestation report's TDX quote verified with the app quote's
+    collateral, steps and policy (the same machine's), then held to the app quote (gpu_binding decides)."""
+    from .gpu_binding import check_gpu_binding
+
+    given = [e for e in items if e.kind == "gpu-evidence"]
+    if not given:
+        return None
+    bundle = given[0].extra.get("gpu_bundle")
+    bundle_quote, dcap = None, []
+    if bundle is not None:
+        result = verify_quote(bundle.intel_quote, collateral=source.collateral, anchor=options.anchor, now=options.now,
+                              policy=options.policy, entity=entity, collateral_missing_reason=source.problem or "",
+                              collateral_is_error=source.is_error, memo=memo, reference=False)
+        bundle_quote, dcap = result.quote, result.checks
+    return check_gpu_binding(given[0].extra["gpu"].nonce, bundle, app_quote, bundle_quote, dcap, entity)
+
+
 def _hardware_ok(checks: list[Check]) -> bool | None:
     """Did the quote pass DCAP: False on a failure or error, None when a step could not run, else True."""
     hardware = [c for c in checks if c.id.startswith("hardware.") and c.id != "hardware.reference_engine"]
@@ -1239,6 +1258,9 @@ def _verify_entity(
         gpu = _gpu_check(ev, items, options, client, state)
         if gpu is not None:
             checks.append(gpu)
+        binding = _gpu_binding(items, hw.quote, source, options, memo, ev.entity)
+        if binding is not None:
+            checks.append(binding)
         if entity == "gateway":
             t5 = time.perf_counter()
             progress.step(f"{entity}: domain")
