@@ -350,3 +350,27 @@ def test_the_three_entity_demo_has_every_entity_and_the_kms_links() -> None:
     by_id = {o.id: o for o in report.data_objects}
     checked = {(c.entity, c.id) for c in report.checks}
     assert all((o.entity, i) in checked for o in by_id.values() for i in o.check_ids)
+
+
+def test_the_side_answers_fill_the_objects_and_the_verified_instance_is_shown() -> None:
+    """The KMS's GetMeta keys and the gateway's TLS chain (acme-info), given beside the Cloud answer, fill kms-main
+    and gateway-main, so the KMS → App edge names cert_pubkey; with two instances and the app's /prpc/Info about the
+    second, app-main shows the second (the one verified in full)."""
+    demo = load_demo()
+    meta = json.loads(next(e for e in demo.items if e.kind == "kms-meta").data)["bootstrap_info"]
+    report = verify_evidence(demo.items, demo.options())
+    kms = next(o for o in report.data_objects if o.id == "kms-main")
+    assert kms.fields["cert_pubkey"] == "0x" + meta["ca_pubkey"] and kms.fields["wallet_pubkey"] == "0x" + meta[
+        "k256_pubkey"]
+    assert next(o for o in report.data_objects if o.id == "gateway-main").fields["app_cert"].startswith("-----BEGIN")
+    assert Relationship(source="kms-main", target="app-main", kind="root-of-trust", field="cert_pubkey") in \
+        report.relationships
+
+    cloud = next(e for e in demo.items if e.kind == "cloud-attestations")
+    answer = json.loads(cloud.data)
+    first = answer["instances"][0]
+    answer["instances"].insert(0, {**json.loads(json.dumps(first)), "instance_id": "ef" * 20, "name": "other"})
+    items = [detect(json.dumps(answer).encode(), cloud.name), *(e for e in demo.items if e is not cloud)]
+    two = verify_evidence(items, demo.options())
+    assert two.entities["app"]["cloud_instance"] == 1  # the /prpc/Info answered for the instance now second
+    assert next(o for o in two.data_objects if o.id == "app-main").fields["instance_id"] == first["instance_id"]

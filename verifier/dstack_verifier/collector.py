@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -477,8 +478,42 @@ def recorded_sources(report: Report) -> tuple[dict[str, EntityMaterial], KmsInfo
     cloud = next((e for e in items if e.kind == "cloud-attestations"), None)
     if cloud is not None:
         answer = parse_cloud_answer(cloud.data, cloud.name)
-        return dict(collect_materials(answer)), answer.kms_info
+        # The answers the verification combined with the Cloud answer, and the instance it verified in full: the
+        # objects show what was verified (the gateway's ACME quote, the app's /prpc/Info, the KMS's keys).
+        instance = _mapping(report.entities, "app").get("cloud_instance")
+        instance = instance if isinstance(instance, int) and 0 <= instance < len(answer.instances) else 0
+        return dict(collect_materials(answer, instance=instance, **_side_answers(items))), answer.kms_info
     return {entity: _material_of(items, entity) for entity in report.entities}, None  # type: ignore[misc]
+
+
+def _side_answers(items: Sequence[Evidence]) -> dict[str, Any]:
+    """The KMS's GetMeta, the gateway's acme-info and the app's /prpc/Info among the recorded inputs: saved files,
+    else answers in the recorded exchanges. One that does not decode is left out (the checks already said so)."""
+    from .net import Exchange
+    from .sources.agent import INFO_PATH, KMS_META_PATH, parse_info, parse_kms_meta
+    from .sources.gateway import ACME_INFO_PATH, parse_acme_info
+
+    parsers = {"kms_meta": (parse_kms_meta, "kms-meta", KMS_META_PATH),
+               "acme_info": (parse_acme_info, "acme-info", ACME_INFO_PATH),
+               "app_info": (parse_info, "agent-info", INFO_PATH)}
+    exchanges = [x for e in items if e.kind == "recording" for x in e.json.get("exchanges", [])]
+    out: dict[str, Any] = {}
+    for key, (parse, kind, path) in parsers.items():
+        sources = [(e.data, e.name) for e in items if e.kind == kind]
+        for raw in exchanges:
+            try:
+                x = Exchange.model_validate(raw)
+                if x.status == 200 and urllib.parse.urlsplit(x.url).path == path:
+                    sources.append((x.content, x.url))
+            except (ValidationError, ValueError):
+                continue
+        for data, name in sources:
+            try:
+                out[key] = parse(data, name)
+                break
+            except InputError:
+                continue
+    return out
 
 
 def collect(report: Report) -> tuple[list[DataObject], list[Relationship]]:

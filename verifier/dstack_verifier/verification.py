@@ -934,13 +934,18 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
             return []
         return [_other_instances(answer, others, main, shared, options, run.asking, cache, memo, progress)]
 
-    return _verify_deployment(
+    report = _verify_deployment(
         per_entity, items, options, run, client=client, cache=cache, memo=memo, progress=progress, gateway=gateway,
         kms_meta=kms_meta, gateway_app_id=answer.kms_info.gateway_app_id,
         answer_input=cloud.input_file(role="cloud-attestations"),
         missing=lambda entity: _missing_entity(entity, f"the Cloud answer holds no quote of the {entity}"
                                                f"{stub.format(entity=entity)}", bool(legacy), legacy),
         extra=other_instances)
+    if "app" not in report.entities:
+        return report
+    # Which of the answer's instances the app's checks are about (the data objects show that one).
+    app = {**report.entities["app"], "cloud_instance": instance}
+    return report.model_copy(update={"entities": {**report.entities, "app": app}})
 
 
 def _other_instances(answer: CloudAttestations, others: list[int], main: Report, shared: list[Evidence],
