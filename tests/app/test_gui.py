@@ -368,3 +368,19 @@ def test_a_v1_attestation_opens_and_shows_its_format(window, qtbot, tmp_path):
     fields = {item.child(i).text(0): item.child(i).text(1) for i in range(item.childCount())}
     assert fields["format"] == "msgpack-v1" and fields["stack"] == "dstack-pod"
     assert fields["report_data_payload"] == '{"pod":"demo"}'
+
+
+def test_the_banner_says_who_the_report_is_about(window, qtbot):
+    from dstack_inspector.gui.main_window import identity_parts, kms_badge
+
+    window.load_demo()
+    report = wait_for_verdict(qtbot, window, "pass")
+    app_id = report.entities["app"]["app_info"]["app_id"]
+    parts = identity_parts(report)
+    assert parts[0] == f"demo-app ({app_id[:8]}…)" and parts[1] == "dstack-0.6.0"
+    assert parts[2] == "KMS in TEE" and parts[3] == "*.demo.dstack.invalid"  # the demo's KMS names no chain
+    assert window.banner.detail.text().startswith(" · ".join(parts))
+    # The Trust Center's badge rule (spec §4.4).
+    assert kms_badge("dstack-0.3.5", None) == "Centralized KMS" and kms_badge("dstack-0.5.3", "Base") == \
+        "Onchain KMS (Base)"
+    assert kms_badge("dstack-0.2.0", None) is None and kms_badge(None, None) is None

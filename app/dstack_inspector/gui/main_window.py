@@ -11,6 +11,7 @@ verification, a pack export or a pack verification.
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,6 +83,38 @@ class RunningTask:
     number: int
     session: Session
     worker: VerifyWorker
+
+
+def kms_badge(os_name: str | None, blockchain: str | None) -> str | None:
+    """The Trust Center's KMS badge (spec §4.4): dstack 0.3 had a centralized KMS; from 0.5 the KMS runs in a TEE,
+    governed on chain when the deployment names a chain."""
+    found = re.search(r"(\d+)\.(\d+)", os_name or "")
+    version = (int(found.group(1)), int(found.group(2))) if found else None
+    if version is not None and version < (0, 5):
+        return "Centralized KMS" if version >= (0, 3) else None
+    if blockchain:
+        return f"Onchain KMS ({blockchain})"
+    return "KMS in TEE" if version is not None else None
+
+
+def identity_parts(report: Report) -> list[str]:
+    """Who the report is about, for the banner: the app's name and id, its dstack OS, the KMS badge, the domain."""
+    fields = {o.id: o.fields for o in report.data_objects}
+    app, os_name = fields.get("app-main", {}), fields.get("app-os", {}).get("os")
+    parts = []
+    name, app_id = app.get("app_name"), app.get("app_id")
+    if isinstance(app_id, str) and app_id:
+        short = app_id.removeprefix("0x")
+        parts.append(f"{name or 'app'} ({short[:8]}…)" if len(short) > 8 else f"{name or 'app'} ({short})")
+    if isinstance(os_name, str) and os_name:
+        parts.append(os_name)
+    badge = kms_badge(os_name if isinstance(os_name, str) else None, fields.get("kms-main", {}).get("blockchain"))
+    if badge:
+        parts.append(badge)
+    domain = fields.get("gateway-main", {}).get("guarded_domain")
+    if isinstance(domain, str) and domain:
+        parts.append(domain)
+    return parts
 
 
 def _is_zip(path: Path) -> bool:
@@ -862,7 +895,7 @@ class MainWindow(QMainWindow):
             n = counts[CheckStatus.ERROR] + counts[CheckStatus.SKIP]
             headline = f"Incomplete: nothing failed, but {n} of {total} checks could not run"
         entities = [e for e in ("app", "kms", "gateway") if e in report.entities]
-        parts = []
+        parts = identity_parts(report)
         if len(entities) > 1:
             parts.append(" + ".join(e.upper() if e == "kms" else e.capitalize() for e in entities))
         first = report.entities.get(entities[0], {}) if entities else {}
