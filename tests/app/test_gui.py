@@ -384,3 +384,22 @@ def test_the_banner_says_who_the_report_is_about(window, qtbot):
     assert kms_badge("dstack-0.3.5", None) == "Centralized KMS" and kms_badge("dstack-0.5.3", "Base") == \
         "Onchain KMS (Base)"
     assert kms_badge("dstack-0.2.0", None) is None and kms_badge(None, None) is None
+
+
+def test_the_object_pane_lists_links_and_follows_them(window, qtbot):
+    window.load_demo()
+    wait_for_verdict(qtbot, window, "pass")
+    view = window.view
+    view.select_object("app-os")
+    links = window.object_pane.links
+    groups = {links.topLevelItem(i).text(0): links.topLevelItem(i) for i in range(links.topLevelItemCount())}
+    by = groups["Vouched for by (measured by): 5"]  # the quote (MRTD, RTMR0-2) and the RTMR3 log (os-image-hash)
+    rows = [(by.child(i).text(0), by.child(i).text(1)) for i in range(by.childCount())]
+    assert ("APP Attestation Report  (app-quote)", "mrtd (measured-by)") in rows
+    assert ("Event Logs for RTMR3  (app-event-logs-imr3)", "os-image-hash (measured-by)") in rows
+    measures = groups["Vouches for (measures): 1"]
+    target = measures.child(0)
+    assert target.text(0) == "APP OS Code  (app-os-code)"
+    links.itemDoubleClicked.emit(target, 0)
+    assert window.object_pane.object is not None and window.object_pane.object.id == "app-os-code"
+    assert view.graph.selected_node() == "app-os-code"

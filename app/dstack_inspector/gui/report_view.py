@@ -76,6 +76,7 @@ class ReportView(QWidget):
 
         self.graph.node_selected.connect(self.select_object)
         self.object_pane.checkActivated.connect(self.open_check)
+        self.object_pane.objectActivated.connect(self.select_object)
         self.checks_pane.checkSelected.connect(self._show_check)
         self.checks_pane.groupSelected.connect(self.details_pane.show_group)
         self.details_pane.fieldLinkActivated.connect(self.reveal_field)
@@ -186,7 +187,8 @@ class ReportView(QWidget):
             return
         if self.graph.selected_node() != object_id:
             self.graph.select_node(object_id)
-        self.object_pane.show_object(obj, report.checks)
+        self.object_pane.show_object(obj, report.checks, report.relationships,
+                                     {o.id: o.name for o in report.data_objects})
         if obj.entity != self.entity:
             self.set_entity(obj.entity)
 
