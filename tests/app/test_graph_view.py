@@ -307,3 +307,16 @@ def test_sixty_nodes_lay_out_and_paint_well_under_100_ms(qtbot):
         best = min(best, time.perf_counter() - started)
     assert len(widget.nodes) == 60
     assert best < 0.1, f"{best * 1000:.0f} ms"
+
+
+def test_a_selection_dims_what_it_does_not_concern(qtbot, view):
+    from dstack_inspector.gui.graph_view import DIMMED
+
+    assert all(n.opacity() == 1.0 for n in view.nodes.values())
+    assert view.select_node("app-os")
+    near = view.related("app-os")
+    assert {"app-os", "app-quote", "app-os-code"} <= near and "kms-main" not in near
+    assert all(view.nodes[i].opacity() == (1.0 if i in near else DIMMED) for i in view.nodes)
+    assert all(e.opacity() == (1.0 if "app-os" in (e.edge.source, e.edge.target) else DIMMED) for e in view.edges)
+    view.clear_selection()
+    assert all(n.opacity() == 1.0 for n in view.nodes.values()) and all(e.opacity() == 1.0 for e in view.edges)

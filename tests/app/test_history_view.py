@@ -107,7 +107,7 @@ def test_filter_by_text_and_verdict(view, qtbot):
     qtbot.keyClicks(view.search, "payments")
     qtbot.waitUntil(lambda: view.model.total == N_TASKS // 50, timeout=3000)  # after the typing pause
     assert shown(view, TITLE) == [f"payments {i}" for i in range(400, -1, -50)]
-    assert view.status.text() == "9 tasks"
+    assert view.status.text() == f"9 of {N_TASKS} tasks"  # filtered: out of how many
     view.verdict.setCurrentIndex(view.verdict.findData("fail"))  # applies at once
     # payments i fails when i % 3 == 0: 300, 150, 0.
     assert shown(view, TITLE) == ["payments 300", "payments 150", "payments 0"]

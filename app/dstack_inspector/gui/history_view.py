@@ -301,7 +301,13 @@ class HistoryView(QWidget):
             self.status.setText(exc.describe())
             return
         shown = self.model.total
-        self.status.setText(f"{shown} task{'s' if shown != 1 else ''}")
+        text = f"{shown} task{'s' if shown != 1 else ''}"
+        if self.model.filter != HistoryFilter():  # filtered: out of how many
+            try:
+                text = f"{shown} of {self.model.store.count()} tasks"
+            except InputError as exc:
+                text = exc.describe()
+        self.status.setText(text)
 
     # --- selection and actions ---
 
