@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="open the GUI (the default)")
     gui.add_argument("evidence", nargs="*", type=Path, help="evidence files to open")
     gui.add_argument("--screenshot", type=Path, help="render the window to this PNG and exit")
+    gui.add_argument("--select", metavar="OBJECT",
+                     help="open on this object of the graph (its id, e.g. kms-main, or words of its name)")
     v = sub.add_parser("verify", help="verify evidence and print the checks or the JSON report")
     v.add_argument("evidence", nargs="*", type=Path,
                    help="quote (binary, hex or base64), GetQuote/attestation JSON, event log, app-compose, "
@@ -427,7 +429,8 @@ class NetworkProblem(Exception):
 def cmd_gui(args: argparse.Namespace) -> int:
     from .gui.app import run_gui
 
-    return run_gui(evidence=list(getattr(args, "evidence", []) or []), screenshot=getattr(args, "screenshot", None))
+    return run_gui(evidence=list(getattr(args, "evidence", []) or []), screenshot=getattr(args, "screenshot", None),
+                   select=getattr(args, "select", None))
 
 
 def _one_line(text: str) -> str:

@@ -403,3 +403,35 @@ def test_the_object_pane_lists_links_and_follows_them(window, qtbot):
     links.itemDoubleClicked.emit(target, 0)
     assert window.object_pane.object is not None and window.object_pane.object.id == "app-os-code"
     assert view.graph.selected_node() == "app-os-code"
+
+
+def test_find_an_object_by_id_or_name_and_open_on_one(window, qtbot):
+    window.pending_object = "kms main"  # as `gui --select` sets it: words of a name, or an id
+    window.load_demo()
+    wait_for_verdict(qtbot, window, "pass")
+    assert window.graph.selected_node() == "kms-main" and window.pending_object == ""
+    entries = window._find_model.stringList()
+    assert "APP OS — app-os" in entries and len(entries) == len(window.report.data_objects)
+    assert window.find_object("gateway-domain") and window.graph.selected_node() == "gateway-domain"
+    assert window.find_object("os code") and window.graph.selected_node() == "app-os-code"  # the first, in order
+    assert window.bottom_tabs.currentWidget() is window.object_pane
+    assert not window.find_object("no such thing") and window.graph.selected_node() == "app-os-code"
+    assert "No object matches 'no such thing'" in window.statusBar().currentMessage()
+    window.find_field.setText("gateway-cpu")
+    window.find_field.returnPressed.emit()
+    assert window.graph.selected_node() == "gateway-cpu"
+
+
+def test_reset_layout_brings_the_side_bar_back(window, qtbot):
+    window.side_dock.setFloating(True)
+    window.side_dock.hide()
+    window.reset_layout_action.trigger()
+    assert window.side_dock.isVisible() and not window.side_dock.isFloating()
+    sizes = window.view.splitter.sizes()
+    assert all(size > 0 for size in sizes)
+
+
+def test_gui_select_option_is_parsed():
+    from dstack_inspector.cli import build_parser
+
+    assert build_parser().parse_args(["gui", "--select", "kms-main"]).select == "kms-main"

@@ -62,7 +62,7 @@ def wait_until_settled(window: MainWindow, timeout_ms: int = SCREENSHOT_TIMEOUT_
     return not window.is_busy()
 
 
-def take_screenshot(window: MainWindow, path: Path) -> bool:
+def take_screenshot(window: MainWindow, path: Path, keep_selection: bool = False) -> bool:
     window.resize(*SCREENSHOT_SIZE)
     window.show()
     QApplication.processEvents()
@@ -70,7 +70,7 @@ def take_screenshot(window: MainWindow, path: Path) -> bool:
     wait_until_settled(window)
     # Show the graph with a selected object and its checks (the window has opened the worst object already, or the
     # app's quote when everything passed), and, behind it, the MRTD field with its bytes.
-    if window.report is not None and window.findings_badge.findings == 0:
+    if window.report is not None and window.findings_badge.findings == 0 and not keep_selection:
         window.checks_pane.select_check("os.rtmr0")
     window.quote_pane.select_field("body.mrtd")
     window.bottom_tabs.setCurrentWidget(window.object_pane)
@@ -80,7 +80,7 @@ def take_screenshot(window: MainWindow, path: Path) -> bool:
     return window.grab().save(str(path), "PNG")
 
 
-def run_gui(evidence: list[Path] | None = None, screenshot: Path | None = None) -> int:
+def run_gui(evidence: list[Path] | None = None, screenshot: Path | None = None, select: str | None = None) -> int:
     from ..settings import load_settings
     from .theme import apply_theme
 
@@ -90,12 +90,13 @@ def run_gui(evidence: list[Path] | None = None, screenshot: Path | None = None) 
     # A screenshot is taken at a fixed size and layout, and leaves the user's saved one alone.
     window = MainWindow(settings=settings, settings_warning=warning, keep_layout=screenshot is None)
     tune_gc()
+    window.pending_object = select or ""
     if evidence:
         window.open_paths([Path(p) for p in evidence])
     else:
         window.load_demo()
     if screenshot is not None:
-        ok = take_screenshot(window, Path(screenshot))
+        ok = take_screenshot(window, Path(screenshot), keep_selection=bool(select))
         window.close()
         window.deleteLater()
         if not ok:

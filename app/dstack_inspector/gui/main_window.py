@@ -24,13 +24,15 @@ from dstack_verifier.model import CheckStatus, Report, Verdict
 from dstack_verifier.quote.verify import TrustAnchor
 from dstack_verifier.sources.trust_center import claims_line
 from dstack_verifier.verification import ImageOptions, load_anchor
-from PySide6.QtCore import Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QStringListModel, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QCompleter,
     QDockWidget,
     QFileDialog,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
     QProgressBar,
@@ -137,6 +139,7 @@ class MainWindow(QMainWindow):
                  keep_layout: bool = False) -> None:
         super().__init__(parent)
         self.keep_layout = keep_layout  # restore the last session's layout at the first show, save it at close
+        self.pending_object = ""  # an object to select when the first report shows (`gui --select`)
         self.setWindowTitle("dstack-inspector")
         self.setAcceptDrops(True)
         self.pool = QThreadPool(self)
@@ -212,6 +215,10 @@ class MainWindow(QMainWindow):
         self.anchor_intel_action = self._action(None, "Use the Intel SGX Root CA", self.use_intel_anchor)
         self.anchor_file_action = self._action(None, "Use a root CA file…", self.choose_anchor)
         self.about_action = self._action(sp.SP_MessageBoxInformation, "About", self.show_about)
+        self.reset_layout_action = self._action(None, "Reset layout", self.reset_layout,
+                                                tip="The panes and the tasks side bar as they first were")
+        self.find_action = self._action(None, "Find object…", lambda: self.find_field.setFocus(), key("Ctrl+L"),
+                                        "Find an object of the graph by its name or id")
         self.key_action = self._action(None, "Export the signing key's public key…", self.choose_public_key_export,
                                        tip="Whoever checks your packs trusts this key (its fingerprint is in About)")
         self.quit_action = self._action(None, "Quit", self.close, key(key.StandardKey.Quit))
@@ -246,6 +253,21 @@ class MainWindow(QMainWindow):
         toolbar.addActions([self.export_action, self.pack_action, self.compare_action])
         toolbar.addSeparator()
         toolbar.addActions([self.offline_action, self.settings_action])
+        toolbar.addSeparator()
+        # Find an object by name or id: the completer offers "name — id" of every object of the report on screen.
+        self.find_field = QLineEdit()
+        self.find_field.setPlaceholderText("Find object (Ctrl+L)")
+        self.find_field.setClearButtonEnabled(True)
+        self.find_field.setMaximumWidth(260)
+        self.find_field.setAccessibleName("Find object")
+        self._find_model = QStringListModel(self)
+        completer = QCompleter(self._find_model, self.find_field)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        completer.activated.connect(self.find_object)
+        self.find_field.setCompleter(completer)
+        self.find_field.returnPressed.connect(lambda: self.find_object(self.find_field.text()))
+        toolbar.addWidget(self.find_field)
         self.addToolBar(toolbar)
         self.toolbar = toolbar
 
@@ -298,6 +320,7 @@ class MainWindow(QMainWindow):
                                    QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.side_dock)
         self.view_menu.addAction(self.side_dock.toggleViewAction())
+        self.view_menu.addActions([self.find_action, self.reset_layout_action])
 
         status = self.statusBar()
         self.progress = QProgressBar()
@@ -875,9 +898,35 @@ class MainWindow(QMainWindow):
         counts = count_statuses(report.checks)
         self.findings_badge.set_counts(counts)
         self._show_verdict(report, counts)
+        self._find_model.setStringList([f"{o.name} — {o.id}" for o in report.data_objects])
+        if self.pending_object and self.find_object(self.pending_object):
+            self.pending_object = ""  # asked for once (`gui --select`): later reports open as usual
 
     def select_object(self, object_id: str) -> None:
         self.view.select_object(object_id)
+
+    def find_object(self, text: str) -> bool:
+        """Select the object with this id, or the first whose "name — id" holds every word of the text (any case)."""
+        report = self.report
+        wanted = text.strip().lower()
+        if report is None or not wanted:
+            return False
+        words = wanted.split()
+        found = next((o for o in report.data_objects if o.id.lower() == wanted), None) or next(
+            (o for o in report.data_objects if all(w in f"{o.name} — {o.id}".lower() for w in words)), None)
+        if found is None:
+            self.statusBar().showMessage(f"No object matches {text.strip()[:60]!r}", 5000)
+            return False
+        self.view.select_object(found.id)
+        self.bottom_tabs.setCurrentWidget(self.object_pane)
+        return True
+
+    def reset_layout(self) -> None:
+        """The panes and the side bar as they first were (the layout saved at exit follows)."""
+        self.side_dock.setFloating(False)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.side_dock)
+        self.side_dock.show()
+        self.balance_splitters()
 
     def _show_verdict(self, report: Report, counts: dict[str, int]) -> None:
         total = len(report.checks)
