@@ -435,3 +435,20 @@ def test_gui_select_option_is_parsed():
     from dstack_inspector.cli import build_parser
 
     assert build_parser().parse_args(["gui", "--select", "kms-main"]).select == "kms-main"
+
+
+def test_json_text_in_a_field_opens_into_its_structure(window, qtbot):
+    from dstack_inspector.gui.widgets import MAX_EMBEDDED_JSON, embedded_json
+
+    window.load_demo()
+    wait_for_verdict(qtbot, window, "pass")
+    window.view.select_object("app-code")
+    fields = window.object_pane.fields.topLevelItem(0)
+    rows = {fields.child(i).text(0): fields.child(i) for i in range(fields.childCount())}
+    compose = rows["compose_file"]
+    assert compose.text(1).startswith("{")  # the exact text stays (it is what hashes to the compose hash)
+    keys = {compose.child(i).text(0) for i in range(compose.childCount())}
+    assert {"docker_compose_file", "manifest_version", "name"} <= keys
+    assert embedded_json("[1, 2]") == [1, 2] and embedded_json('{"a": 1}') == {"a": 1}
+    for text in ("{", "[]", "{}", "not json", '"quoted"', "[" * 5000 + "]" * 5000, "[" + " " * MAX_EMBEDDED_JSON + "]"):
+        assert embedded_json(text) is None, text[:20]

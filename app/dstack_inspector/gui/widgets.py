@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from dstack_verifier.errors import InputError
+from dstack_verifier.jsontext import load_json
 from dstack_verifier.model import CheckStatus
 from PySide6.QtCore import (
     Qt,
@@ -49,10 +51,32 @@ def _list_label(index: int, value: Any) -> str:
     return f"[{index}]"
 
 
+MAX_EMBEDDED_JSON = 256 * 1024  # a JSON text inside a value is opened up to this size
+
+
+def embedded_json(value: Any) -> dict | list | None:
+    """The object or array a string value holds as JSON text (a compose file, a VM config, an event), else None."""
+    if not isinstance(value, str) or len(value) > MAX_EMBEDDED_JSON or value.lstrip()[:1] not in ("{", "["):
+        return None
+    try:
+        parsed = load_json(value, "value")
+    except InputError:
+        return None
+    return parsed if isinstance(parsed, dict | list) and parsed else None
+
+
 def fill_tree(parent: QTreeWidgetItem, key: str, value: Any, mono: QFont) -> QTreeWidgetItem:
-    """Render a JSON-like value as key/value rows: dicts and lists of objects become branches."""
+    """Render a JSON-like value as key/value rows: dicts and lists of objects become branches; a string holding a
+    JSON object or array keeps its text and opens into its structure below it."""
     item = QTreeWidgetItem([key, ""])
     parent.addChild(item)
+    inner = embedded_json(value)
+    if inner is not None:
+        item.setText(1, value)
+        item.setToolTip(1, value[:2000])
+        for k, v in (inner.items() if isinstance(inner, dict) else enumerate(inner)):
+            fill_tree(item, _list_label(k, v) if isinstance(k, int) else str(k), v, mono)
+        return item
     if isinstance(value, dict):
         item.setText(1, "" if value else "(empty)")
         for k, v in value.items():
