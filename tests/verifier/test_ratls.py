@@ -22,10 +22,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from dstack_verifier.errors import InputError
+from dstack_verifier.eventlog import RUNTIME_EVENT_TYPE, Event
 from dstack_verifier.model import Check, CheckStatus
 from dstack_verifier.quote.structure import Quote, parse_quote
 from dstack_verifier.ratls import (
     OID_APP_ID,
+    OID_ATTESTATION,
     OID_EVENT_LOG,
     OID_QUOTE,
     OID_USAGE,
@@ -381,6 +383,42 @@ def test_synthetic_chain_passes() -> None:
     check = run(s.pki.chain(leaf), s.quote, s.pki.kms_spki)
     assert check.status is CheckStatus.PASS, check.summary
     assert check.details["notes"] == []  # our CAs assert keyCertSign
+
+
+def unified(s: Synthetic, form: str, report_data: bytes | None = None) -> bytes:
+    """The quote in dstack's unified attestation extension (…62397.1.8), SCALE V0 or MessagePack V1."""
+    from tests.support.msgpack_v1 import encode_v1_attestation
+    from tests.support.scale import encode_attestation
+
+    runtime = [Event(imr=3, event_type=RUNTIME_EVENT_TYPE, name="app-id", payload=APP_ID)]
+    data = report_data if report_data is not None else s.quote.body["reportdata"]
+    encode = encode_attestation if form == "scale-v0" else encode_v1_attestation
+    return encode(s.quote_raw, runtime, runtime, data, '{"os_image_hash": ""}')
+
+
+@pytest.mark.parametrize("form", ["scale-v0", "msgpack-v1"])
+def test_the_unified_attestation_extension_carries_the_quote(form: str) -> None:
+    s = synthetic()
+    raw = {OID_ATTESTATION: octet_string(unified(s, form))}
+    leaf = s.pki.leaf(s.leaf_key, leaf_extensions(None, raw=raw))
+    check = run(s.pki.chain(leaf), s.quote, s.pki.kms_spki)
+    assert check.status is CheckStatus.PASS, check.summary
+    ratls = check.details["ratls"]
+    assert ratls["attestation_format"] == form and ratls["quote_sha256"] == hashlib.sha256(s.quote_raw).hexdigest()
+    assert ratls["event_log_entries"] == 1  # the runtime event (the stripped log's copy of it is not repeated)
+    # Its report_data must be its quote's; a quote extension beside it must be the same quote.
+    bad = s.pki.leaf(s.leaf_key, leaf_extensions(None, raw={
+        OID_ATTESTATION: octet_string(unified(s, form, report_data=bytes(64)))}))
+    check = run(s.pki.chain(bad), s.quote, s.pki.kms_spki)
+    assert check.status is CheckStatus.FAIL and "report_data differs from its quote's" in " ".join(problems(check))
+    other = patch_quote(s.quote_raw, "rtmr3", b"\x01" * 48)
+    both = s.pki.leaf(s.leaf_key, leaf_extensions(other, raw=raw))
+    check = run(s.pki.chain(both), s.quote, s.pki.kms_spki)
+    assert check.status is CheckStatus.FAIL and "the quote extension and the attestation's quote differ" in " ".join(
+        problems(check))
+    with pytest.raises(InputError) as info:
+        decode_ratls(s.pki.leaf(s.leaf_key, leaf_extensions(None, raw={OID_ATTESTATION: octet_string(b"\x07")})))
+    assert info.value.field is not None and info.value.field.startswith(f"extension {OID_ATTESTATION} (attestation)")
 
 
 def test_synthetic_different_leaf_key_fails_on_report_data_only() -> None:

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from .errors import InputError
+from .eventlog import Attestation, decode_attestation
 from .model import Anchor, Check, CheckStatus, Entity, Phase
 from .quote.chain import cert_summary
 from .quote.names import cert_names, key_label, name_text
@@ -45,11 +46,15 @@ OID_QUOTE = f"{DSTACK_OID_ARC}.1"
 OID_EVENT_LOG = f"{DSTACK_OID_ARC}.2"
 OID_APP_ID = f"{DSTACK_OID_ARC}.3"
 OID_USAGE = f"{DSTACK_OID_ARC}.4"
+# Newer dstack writes one "unified" extension instead of the quote and the log: its versioned attestation (SCALE V0 or
+# MessagePack V1), with the quote, the stripped event log, the runtime events and the VM config.
+OID_ATTESTATION = f"{DSTACK_OID_ARC}.8"
 _OID_NAMES = {
     OID_QUOTE: "quote",
     OID_EVENT_LOG: "event log",
     OID_APP_ID: "app id",
     OID_USAGE: "certificate usage",
+    OID_ATTESTATION: "attestation",
 }
 
 RATLS_PREFIX = b"ratls-cert:"
@@ -143,6 +148,7 @@ class RaTlsInfo:
     event_log_compressed: bool = False
     app_id: bytes | None = None
     usage: str | None = None
+    attestation_format: str | None = None  # "scale-v0" / "msgpack-v1" when the quote came in the unified extension
     # Other extensions under the dstack arc (e.g. newer attestation-mode / TPM OIDs): dotted OID → value size.
     other: dict[str, int] = field(default_factory=dict)
 
@@ -159,6 +165,8 @@ class RaTlsInfo:
             "quote_size": len(self.quote) if self.quote is not None else None,
             "event_log_present": self.event_log is not None,
         }
+        if self.attestation_format is not None:
+            out["attestation_format"] = self.attestation_format
         if self.event_log is not None:
             entries = self.event_log_entries()
             out["event_log_sha256"] = _sha256(self.event_log.encode("utf-8"))
@@ -200,14 +208,41 @@ def decode_ratls(cert: x509.Certificate) -> RaTlsInfo | None:
             usage = inner[OID_USAGE].decode("utf-8")
         except UnicodeDecodeError:
             raise InputError("certificate usage is not UTF-8 text", field=_ext_field(OID_USAGE)) from None
+    quote, form = inner.get(OID_QUOTE), None
+    if OID_ATTESTATION in inner:
+        attestation = _attestation(inner[OID_ATTESTATION])
+        if quote is not None and quote != attestation.quote:
+            raise InputError("the quote extension and the attestation's quote differ",
+                             field=_ext_field(OID_ATTESTATION))
+        quote, form = attestation.quote, attestation.format
+        if event_log is None:  # shown like the classic extension's log: the stripped events, then the runtime ones
+            events = [e for e in attestation.event_log if e.imr != 3] + list(attestation.runtime_events)
+            event_log = json.dumps([e.to_json() for e in events])
     return RaTlsInfo(
-        quote=inner.get(OID_QUOTE),
+        quote=quote,
         event_log=event_log,
         event_log_compressed=compressed,
         app_id=inner.get(OID_APP_ID),
         usage=usage,
+        attestation_format=form,
         other={oid: len(v) for oid, v in sorted(inner.items()) if oid not in _OID_NAMES},
     )
+
+
+def _attestation(blob: bytes) -> Attestation:
+    """The unified extension's attestation; its report_data must be the quote's (dstack's verifier refuses it
+    otherwise)."""
+    where = _ext_field(OID_ATTESTATION)
+    try:
+        attestation = decode_attestation(blob, "certificate")
+        quoted = quote_report_data(parse_quote(attestation.quote))
+    except InputError as exc:
+        inner = f" {exc.field}" if exc.field else ""
+        raise InputError(f"{exc.message}", field=f"{where}{inner}", offset=exc.offset) from None
+    if attestation.report_data != quoted:
+        raise InputError("the attestation's report_data differs from its quote's", field=where,
+                         offset=attestation.report_data_offset)
+    return attestation
 
 
 def _ext_field(oid: str) -> str:
