@@ -207,6 +207,10 @@ def test_verify_with_the_image_passes(capsys: pytest.CaptureFixture[str], scenar
         assert measured[register] == scenario.expected.value(register).hex()
     assert measured["acpi_source"] == "acpi-tool" and measured["inputs"]["os_image_hash"] == image_hash
     assert "os" in report["timings"]
+    # The OS object says what was measured: the image's files, the dev flag, the VM shape, the MRTD page order.
+    os_object = next(o for o in report["data_objects"] if o["id"] == "app-os")["fields"]
+    assert os_object["is_dev"] is False and "bzImage" in os_object["image_files"].split(", ")
+    assert os_object["mrtd_variant"] == "single_pass" and os_object["memory_size"] == measured["inputs"]["memory_size"]
 
 
 def test_without_the_acpi_tool_rtmr0_warns(capsys: pytest.CaptureFixture[str], scenario: Scenario,

@@ -287,6 +287,14 @@ class DataObjectCollector:
             _put(fields, f"expected_{register}", measurement.get(register))
         _put(fields, "measurement_path", measurement.get("path"))
         _put(fields, "acpi_source", measurement.get("acpi_source"))
+        _put(fields, "mrtd_variant", measurement.get("mrtd_variant"))
+        inputs = _mapping(measurement, "inputs")
+        for key in ("memory_size", "cpu_count", "qemu_version"):  # the VM shape the registers were computed for
+            _put(fields, key, inputs.get(key))
+        image = next((c.details for c in checks if c.id == "os.image_hash"), {})
+        _put(fields, "is_dev", image.get("is_dev"))
+        files = [f.get("name") for f in image.get("files") or [] if isinstance(f, Mapping)]
+        _put(fields, "image_files", ", ".join(str(n) for n in files if n) or None)
         self._add(entity, "os", f"{entity.upper()} OS", fields, checks)
         for register in _OS_REGISTERS:
             self._edge(f"{entity}-quote", f"{entity}-os", register)
