@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -397,12 +398,13 @@ def _note_other_anchor(items: list, anchor) -> None:  # type: ignore[no-untyped-
     """A report re-run under another root than the one it recorded fails its chains: say which root it recorded
     (never use it unasked: a report is someone else's input, and its root could be anyone's)."""
     for ev in items:
-        recorded = (ev.json or {}).get("policy", {}).get("trust_anchor") if ev.kind == "report" else None
-        if isinstance(recorded, dict) and recorded.get("sha256") not in (None, anchor.sha256):
-            subject = _one_line(str(recorded.get("subject", "?"))[:120])
-            print(f"note: {ev.name} was verified under the root CA {subject!r} (sha256 "
-                  f"{str(recorded.get('sha256'))[:16]}…), not the one used now; give --root-ca FILE with that root "
-                  "to re-run it as it was", file=sys.stderr)
+        policy = ev.json.get("policy") if ev.kind == "report" and isinstance(ev.json, dict) else None
+        recorded = policy.get("trust_anchor") if isinstance(policy, dict) else None
+        digest = recorded.get("sha256") if isinstance(recorded, dict) else None
+        if isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest) and digest != anchor.sha256:
+            subject = "".join(c if c.isprintable() else "?" for c in str(recorded.get("subject", "?"))[:120])
+            print(f"note: {ev.name} was verified under the root CA {subject!r} (sha256 {digest[:16]}…), not the one "
+                  "used now; give --root-ca FILE with that root to re-run it as it was", file=sys.stderr)
 
 
 def _stdout_gone() -> None:

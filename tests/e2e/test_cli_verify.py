@@ -578,6 +578,14 @@ def test_a_report_of_another_root_says_which(capsys, tmp_path: Path) -> None:
     assert hashlib.sha256(ev.root_ca_der).hexdigest()[:16] in err
     code, _, err = run(capsys, "verify", saved, "--offline", "--at", ev.now, "--root-ca", root)
     assert code == 0 and "note:" not in err
+    # A report whose policy is malformed: the note looks for nothing there, and never crashes the run.
+    for policy in ([], "x", {"trust_anchor": []}, {"trust_anchor": {"sha256": "\x1b[2J" + "0" * 60}}):
+        doc = json.loads(saved.read_text())
+        doc["policy"] = policy
+        odd = tmp_path / "odd.json"
+        odd.write_text(json.dumps(doc))
+        code, _, err = run(capsys, "verify", odd, "--offline", "--at", ev.now)
+        assert "internal error" not in err and "Traceback" not in err and "note:" not in err, (policy, err)
 
 
 def test_newline_in_a_file_name_stays_one_line(capsys, tmp_path: Path) -> None:

@@ -429,3 +429,18 @@ def test_governance_on_base_sepolia_is_read() -> None:
     onchain = next(c for c in report.checks if c.entity == "kms" and c.id == "source.onchain_registry")
     assert onchain.anchor == "onchain@base-sepolia:9000000", (onchain.anchor, onchain.summary)
     assert onchain.details["chain_id"] == 84532
+
+
+def test_a_chain_named_in_words_replays_to_the_same_error() -> None:
+    """A Trust Center result names its chain in words ("BNB Smart Chain"); a report that recorded such a chain is
+    re-run to the same error check, not refused (a name with control characters still is)."""
+    demo = load_demo()
+    report = verify_evidence(_with_governance(137, "0x" + "4b" * 20), demo.options())
+    doc = json.loads(report.to_json())
+    doc["policy"]["onchain"]["chain"] = "BNB Smart Chain"
+    again = verify_evidence([detect(json.dumps(doc).encode(), "r.json")], demo.options())
+    check = next(c for c in again.checks if c.id == "source.onchain_registry")
+    assert check.status is CheckStatus.ERROR and "unsupported chain 'BNB Smart Chain'" in check.summary
+    doc["policy"]["onchain"]["chain"] = "BNB\nSmart"
+    with pytest.raises(InputError, match="unsupported chain"):
+        verify_evidence([detect(json.dumps(doc).encode(), "r.json")], demo.options())

@@ -127,3 +127,17 @@ def test_a_malformed_report_is_bad_input_naming_the_field(change: dict[str, Any]
     assert parse_bundle({"nvidia_payload": {}}, "x") is None  # GPU evidence without a report: nothing to tie
     ed = parse_bundle(bundle(b"\x01", signing_algo="ed25519", signing_address="cd" * 32), "x")
     assert ed is not None and ed.expected_prefix() == bytes.fromhex("cd" * 32)
+
+
+def test_quotes_of_another_tee_are_not_compared() -> None:
+    """An SGX quote has none of the TD fields: as the report's quote it fails, as the app's there is no TD."""
+    from dstack_verifier.gpu_binding import check_gpu_binding
+    from dstack_verifier.quote.structure import parse_quote
+
+    sgx = parse_quote(make_evidence(SEED, now=NOW, tee="sgx").quote)
+    td = parse_quote(bound_quote())
+    found = parse_bundle(bundle(td.raw), "model.json")
+    check = check_gpu_binding(NONCE.hex(), found, td, sgx, [])
+    assert check.status is CheckStatus.FAIL and "not a TDX quote (SGX)" in check.summary
+    check = check_gpu_binding(NONCE.hex(), found, sgx, td, [])
+    assert check.status is CheckStatus.ERROR and "no TD to tie the GPUs to" in check.summary

@@ -96,6 +96,17 @@ def test_an_instance_of_another_app_fails() -> None:
     assert check.status is CheckStatus.FAIL and "instance 1: its quote is of another app" in check.summary
 
 
+def test_a_running_instance_whose_evidence_does_not_parse_is_not_passed_over() -> None:
+    doc = answer()
+    second = copy.deepcopy(doc["instances"][0])
+    second["quote"] = second["quote"][:-200]  # truncated: the parser sets the instance aside
+    doc["instances"].insert(0, second)
+    report = verify(doc)
+    check = found(report)
+    assert check.status is CheckStatus.ERROR and "instance 0: its evidence is unusable" in check.summary
+    assert report.verdict is Verdict.INCOMPLETE
+
+
 def test_a_forged_quote_fails_dcap() -> None:
     doc = answer()
     second = copy.deepcopy(doc["instances"][0])

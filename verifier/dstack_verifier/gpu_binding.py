@@ -113,6 +113,12 @@ def check_gpu_binding(gpu_nonce: str, bundle: AttestationBundle | None, app_quot
     if bundle_quote is None:
         failed = next((c.summary for c in bundle_dcap if c.status is CheckStatus.FAIL), "it does not decode")
         return _check(CheckStatus.FAIL, f"the report's TDX quote is unusable: {failed}", details, entity)
+    if not bundle_quote.is_tdx:
+        return _check(CheckStatus.FAIL, f"the report's quote is not a TDX quote ({bundle_quote.tee_name})", details,
+                      entity)
+    if not app_quote.is_tdx:  # no TD to compare with: absent fields would compare equal
+        return _check(CheckStatus.ERROR, f"the app quote verified is not a TDX quote ({app_quote.tee_name}): there "
+                      "is no TD to tie the GPUs to", details, entity)
     failed = [c for c in bundle_dcap if c.status is CheckStatus.FAIL]
     if failed:
         return _check(CheckStatus.FAIL, f"the report's TDX quote fails {failed[0].id}: {failed[0].summary}", details,

@@ -11,7 +11,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -536,9 +535,10 @@ def _recorded_onchain(items: list[Evidence]) -> OnchainOptions | None:
             try:
                 chain_config(found.chain, found.rpc_url)
             except OnchainInputError:
-                # A chain an answer named and we do not read is re-run to the same error check; only a plain name
-                # or chain id is taken, and nothing is ever read from it.
-                if found.rpc_url is not None or not re.fullmatch(r"[0-9A-Za-z-]{1,40}", found.chain):
+                # A chain an answer named and we do not read is re-run to the same error check: any short printable
+                # name is taken (nothing is ever read from it), as `_governance` kept it.
+                if found.rpc_url is not None or not (0 < len(found.chain) <= MAX_CHAIN_NAME
+                                                     and found.chain.isprintable()):
                     raise
             if found.rpc_url is not None and not _is_http_url(found.rpc_url):
                 raise InputError("the JSON-RPC endpoint is not an http(s) URL", source=name,
@@ -862,6 +862,9 @@ def _unread_chain(chain: str) -> str | None:
     return None
 
 
+MAX_CHAIN_NAME = 80  # a chain named by an answer that we do not read is kept, as named, up to this length
+
+
 def _governance(contract: str | None, chain: str | int | None, options: VerifyOptions) -> OnchainOptions | None:
     """The on-chain governance an answer names (the KMS contract and its chain), so that the registry check runs as
     the Trust Center's does; None for a KMS hosted by Phala (no chain). A chain we do not read is kept as named:
@@ -873,7 +876,8 @@ def _governance(contract: str | None, chain: str | int | None, options: VerifyOp
     try:
         config = chain_config(chain)
     except OnchainInputError:
-        return OnchainOptions(kms_contract=contract, chain=str(chain))
+        name = "".join(c if c.isprintable() else " " for c in str(chain))[:MAX_CHAIN_NAME].strip() or "?"
+        return OnchainOptions(kms_contract=contract, chain=name)
     return OnchainOptions(kms_contract=contract, chain=config.key, rpc_url=options.rpc_urls.get(config.key))
 
 
@@ -930,7 +934,8 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     def other_instances(by_entity: dict[str, Report], shared: list[Evidence]) -> list[Check]:
         main = by_entity.get("app")
         others = [i for i in range(len(answer.instances)) if i != instance]
-        if main is None or not others:
+        unusable = [d for d in answer.dropped_instances if not d.reason.startswith("stopped")]
+        if main is None or not (others or unusable):
             return []
         return [_other_instances(answer, others, main, shared, options, run.asking, cache, memo, progress)]
 
@@ -969,7 +974,10 @@ def _other_instances(answer: CloudAttestations, others: list[int], main: Report,
             outcomes.append(InstanceOutcome(found.index, found.instance_id, None, exc.describe()))
             continue
         outcomes.append(InstanceOutcome(found.index, found.instance_id, report))
-    return check_other_instances(main, outcomes)
+    # A running instance whose quote or log does not even parse was set aside by the parser: it is not verified.
+    outcomes += [InstanceOutcome(d.index, None, None, d.reason) for d in answer.dropped_instances
+                 if not d.reason.startswith("stopped")]
+    return check_other_instances(main, sorted(outcomes, key=lambda o: o.index))
 
 
 def _verify_trust_center(results: list[Evidence], items: list[Evidence], options: VerifyOptions, *,
