@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -59,12 +60,17 @@ def test_one_instance_has_no_such_check() -> None:
     assert not any(c.id == CHECK_ID for c in verify(answer()).checks)
 
 
-def test_a_second_instance_like_the_first_passes_and_replays() -> None:
+def with_second(change: Callable[[dict[str, Any]], None], first: bool = False) -> Report:
+    """The demo answer with a copy of its instance, changed, listed after it (or before it)."""
     doc = answer()
     second = copy.deepcopy(doc["instances"][0])
-    second.update(instance_id="cd" * 20, name="demo-app-1")
-    doc["instances"].append(second)
-    report = verify(doc)
+    change(second)
+    doc["instances"].insert(0 if first else len(doc["instances"]), second)
+    return verify(doc)
+
+
+def test_a_second_instance_like_the_first_passes_and_replays() -> None:
+    report = with_second(lambda i: i.update(instance_id="cd" * 20, name="demo-app-1"))
     check = found(report)
     assert check.status is CheckStatus.PASS and check.summary.startswith("1 other running instance: DCAP valid")
     assert check.anchor == "caller-supplied"  # the demo's root, not Intel's
@@ -76,14 +82,19 @@ def test_a_second_instance_like_the_first_passes_and_replays() -> None:
     assert found(again).status is CheckStatus.PASS
 
 
-def test_a_tampered_instance_fails_the_verdict() -> None:
-    doc = answer()
-    second = copy.deepcopy(doc["instances"][0])
-    log = second["tcb_info"]["event_log"]
-    compose = next(e for e in log if e["event"] == "compose-hash")
+def _unbind_compose(instance: dict[str, Any]) -> None:
+    compose = next(e for e in instance["tcb_info"]["event_log"] if e["event"] == "compose-hash")
     compose["event_payload"] = "00" * 32  # the quote no longer binds this log
-    doc["instances"].append(second)
-    report = verify(doc)
+
+
+def _flip_body_byte(instance: dict[str, Any]) -> None:
+    raw = bytearray.fromhex(instance["quote"])
+    raw[700] ^= 1  # inside the signature over the body
+    instance["quote"] = raw.hex()
+
+
+def test_a_tampered_instance_fails_the_verdict() -> None:
+    report = with_second(_unbind_compose)
     check = found(report)
     assert check.status is CheckStatus.FAIL and "instance 1: eventlog.rtmr3_payloads fails" in check.summary
     assert report.verdict is Verdict.FAIL
@@ -97,24 +108,15 @@ def test_an_instance_of_another_app_fails() -> None:
 
 
 def test_a_running_instance_whose_evidence_does_not_parse_is_not_passed_over() -> None:
-    doc = answer()
-    second = copy.deepcopy(doc["instances"][0])
-    second["quote"] = second["quote"][:-200]  # truncated: the parser sets the instance aside
-    doc["instances"].insert(0, second)
-    report = verify(doc)
+    # Truncated, the quote makes the parser set the instance aside: it is still named, not verified.
+    report = with_second(lambda i: i.update(quote=i["quote"][:-200]), first=True)
     check = found(report)
     assert check.status is CheckStatus.ERROR and "instance 0: its evidence is unusable" in check.summary
     assert report.verdict is Verdict.INCOMPLETE
 
 
 def test_a_forged_quote_fails_dcap() -> None:
-    doc = answer()
-    second = copy.deepcopy(doc["instances"][0])
-    raw = bytearray.fromhex(second["quote"])
-    raw[700] ^= 1  # inside the signature over the body
-    second["quote"] = raw.hex()
-    doc["instances"].append(second)
-    check = found(verify(doc))
+    check = found(with_second(_flip_body_byte))
     assert check.status is CheckStatus.FAIL and "hardware." in check.summary and "fails" in check.summary
 
 
