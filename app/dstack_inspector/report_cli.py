@@ -40,6 +40,10 @@ def add_report_parser(sub: argparse._SubParsersAction, parser_class: type[argpar
                    help="a signer you trust, by the fingerprint (key id) you compared with its owner; the pack's "
                         "own key counts as trusted when it is one of them; repeat for several")
     v.add_argument("--json", action="store_true", help="print the verification result as JSON")
+    tc = commands.add_parser("trust-center", help="write a task's or a report's result in the Trust Center's shape "
+                                                  "(its VerificationResponse JSON)")
+    tc.add_argument("source", help="a task id of the history, or a report JSON written by `verify --output`")
+    tc.add_argument("--out", type=Path, help="the JSON file to write (default: standard output)")
     ls = commands.add_parser("list", help="list the tasks of the history (newest first), with the ids `export` takes")
     ls.add_argument("search", nargs="?", default="", help="words to find in the title, app id or domain")
     ls.add_argument("--limit", type=int, default=50, help="at most this many tasks (default 50)")
@@ -67,7 +71,23 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _verify(args)
     if args.report_command == "list":
         return _list(args)
+    if args.report_command == "trust-center":
+        return _trust_center(args)
     return _key(args)
+
+
+def _trust_center(args: argparse.Namespace) -> int:
+    import json
+
+    from dstack_verifier.report.trust_center import trust_center_response
+
+    text = json.dumps(trust_center_response(load_source_report(args.source)), indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:

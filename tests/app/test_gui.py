@@ -452,3 +452,16 @@ def test_json_text_in_a_field_opens_into_its_structure(window, qtbot):
     assert embedded_json("[1, 2]") == [1, 2] and embedded_json('{"a": 1}') == {"a": 1}
     for text in ("{", "[]", "{}", "not json", '"quoted"', "[" * 5000 + "]" * 5000, "[" + " " * MAX_EMBEDDED_JSON + "]"):
         assert embedded_json(text) is None, text[:20]
+
+
+def test_export_in_the_trust_center_shape(window, qtbot, tmp_path):
+    window.load_demo()
+    wait_for_verdict(qtbot, window, "pass")
+    assert window.tc_action.isEnabled()
+    out = tmp_path / "tc.json"
+    assert window.export_trust_center(out)
+    doc = json.loads(out.read_text())
+    ids = {o.id for o in window.report.data_objects}
+    assert doc["success"] is True and {o["id"] for o in doc["dataObjects"]} == ids
+    assert not window.export_trust_center(tmp_path / "no-such-dir" / "tc.json")
+    assert "could not be written" in window.message_bar.text()

@@ -294,3 +294,35 @@ def test_damaged_and_nested_packs_are_bad_input(tmp_path: Path, report_file: Pat
             (["report", "verify", str(nested)], 1, "pack verification failed")):  # a zip, but not a pack that verifies
         code, _, err = run(capsys, *argv)
         assert code == status and err.count("\n") == 1 and words in err, (argv, err)
+
+
+def test_a_report_in_the_trust_center_shape_verifies_again_as_one(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`report trust-center` writes the Trust Center's VerificationResponse; read back as a Trust Center result, its
+    objects carry what verifying the three entities again needs, and its claims are ours."""
+    report = verified(tmp_path, capsys, DEMO_EVIDENCE, "--tls-roots", str(resource_path("demo", DEMO_WEB_ROOT)))
+    out = tmp_path / "tc.json"
+    code, stdout, _ = run(capsys, "report", "trust-center", str(report), "--out", str(out))
+    assert code == 0 and stdout.strip() == f"wrote {out}"
+    doc = json.loads(out.read_text())
+    assert doc["success"] is True and doc["failures"] == [] and doc["completedAt"].endswith("Z")
+    objects = {o["id"]: o for o in doc["dataObjects"]}
+    assert {"objectId": "app-quote", "fieldName": "mrtd"} in objects["app-os"]["measuredBy"]
+    assert objects["kms-main"]["kind"] == "kms"
+    code, stdout, _ = run(capsys, "verify", str(out), "--root-ca", str(resource_path("demo", DEMO_ANCHOR)),
+                          "--offline", "--at", str(load_demo().now), "--collateral",
+                          str(resource_path("demo", "collateral.json")), "--json")
+    again = json.loads(stdout)
+    assert again["inputs"][0]["kind"] == "trust-center-result"
+    assert set(again["entities"]) == {"app", "kms", "gateway"}
+    for entity in ("app", "kms", "gateway"):
+        assert again["entities"][entity]["trust_center_claims"]["success"] is True
+        statuses = {c["id"]: c["status"] for c in again["checks"] if c["entity"] == entity}
+        for check_id in ("hardware.quote_signature", "eventlog.replay", "eventlog.rtmr3_payloads", "os.mrtd"):
+            assert statuses[check_id] == "pass", (entity, check_id)
+    assert code in (0, 1, 3)
+    # To standard output without --out; a file that is no report is refused.
+    code, stdout, _ = run(capsys, "report", "trust-center", str(report))
+    assert code == 0 and json.loads(stdout)["success"] is True
+    code, _, err = run(capsys, "report", "trust-center", str(resource_path("demo", "app-compose.json")))
+    assert code == 2 and "is not a dstack-inspector report" in err

@@ -221,6 +221,9 @@ class MainWindow(QMainWindow):
                                         "Find an object of the graph by its name or id")
         self.key_action = self._action(None, "Export the signing key's public key…", self.choose_public_key_export,
                                        tip="Whoever checks your packs trusts this key (its fingerprint is in About)")
+        self.tc_action = self._action(None, "Export in the Trust Center's shape…", self.choose_trust_center_export,
+                                      tip="The result as a Trust Center VerificationResponse (JSON), for tools that "
+                                          "read those")
         self.quit_action = self._action(None, "Quit", self.close, key(key.StandardKey.Quit))
 
         menu = self.menuBar()
@@ -228,7 +231,7 @@ class MainWindow(QMainWindow):
         file_menu.addActions([self.open_action, self.app_action, self.paste_action, self.demo_action])
         self.recent_menu = file_menu.addMenu("Open recent")
         file_menu.addSeparator()
-        file_menu.addActions([self.export_action, self.pack_action, self.key_action])
+        file_menu.addActions([self.export_action, self.tc_action, self.pack_action, self.key_action])
         file_menu.addSeparator()
         file_menu.addActions([self.settings_action, self.quit_action])
         verify_menu = menu.addMenu("&Verify")
@@ -679,6 +682,7 @@ class MainWindow(QMainWindow):
         self.verify_action.setEnabled(self.session is not None)
         self.cancel_action.setEnabled(running)
         self.export_action.setEnabled(self.report is not None)
+        self.tc_action.setEnabled(self.report is not None)
         self.compare_action.setEnabled(self.store is not None)
         self.progress.setVisible(running)
         self.cancel_button.setVisible(running)
@@ -788,6 +792,31 @@ class MainWindow(QMainWindow):
         from ..report_cli import default_key_path
 
         return Path(self.settings.signing_key_path) if self.settings.signing_key_path else default_key_path()
+
+    def choose_trust_center_export(self) -> None:
+        if self.report is None:
+            return
+        name, _ = QFileDialog.getSaveFileName(self, "Export in the Trust Center's shape", "trust-center.json",
+                                              "JSON (*.json)")
+        if name:
+            self.export_trust_center(Path(name))
+
+    def export_trust_center(self, out: Path) -> bool:
+        """Write the report on screen as a Trust Center VerificationResponse; False (and a message) when it fails."""
+        import json
+
+        from dstack_verifier.report.trust_center import trust_center_response
+
+        if self.report is None:
+            return False
+        try:
+            out.write_text(json.dumps(trust_center_response(self.report), indent=2) + "\n")
+        except OSError as exc:
+            self.message_bar.show_message("error", "The Trust Center JSON could not be written",
+                                          [f"{out}: {exc.strerror or exc}"])
+            return False
+        self.statusBar().showMessage(f"Wrote {out}", 8000)
+        return True
 
     def choose_export(self) -> None:
         if self.report is None:

@@ -1,0 +1,44 @@
+"""A report in the Trust Center's own shape: its ``VerificationResponse`` (trust-center.md §1.13, §2.1).
+
+For tools and people who read Trust Center results: the DataObjects with their ``measuredBy`` edges (ours are kept
+as relationships, "source vouches for target"; the Trust Center keeps each on its target), ``failures`` (the checks
+that failed, on their entity's main object), ``errors`` (the checks that could not run) and ``success``. The
+Trust Center's own rule holds: success is no error and no failure. Warnings and skips have no place in that shape;
+the report itself keeps them. What the objects carry (quotes, event logs, VM configs, composes, the RA-TLS chain)
+is what a Trust Center result carries, so the response can be verified again as one (`verify FILE`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ..model import CheckStatus, Report
+
+
+def _edge(source: str, field: str) -> dict[str, str]:
+    return {"objectId": source, "fieldName": field} if field else {"objectId": source}
+
+
+def trust_center_response(report: Report) -> dict[str, Any]:
+    measured_by: dict[str, list[dict[str, str]]] = {}
+    for rel in report.relationships:
+        edges = measured_by.setdefault(rel.target, [])
+        if _edge(rel.source, rel.field) not in edges:  # the Trust Center de-duplicates them too
+            edges.append(_edge(rel.source, rel.field))
+    objects = []
+    for obj in report.data_objects:
+        entry: dict[str, Any] = {"id": obj.id, "name": obj.name, "fields": obj.fields, "kind": obj.entity}
+        if obj.id in measured_by:
+            entry["measuredBy"] = measured_by[obj.id]
+        objects.append(entry)
+    failures = [{"componentId": f"{c.entity}-main", "error": f"{c.id}: {c.summary}"}
+                for c in report.checks if c.status is CheckStatus.FAIL]
+    errors = [{"message": f"{c.entity} {c.id}: {c.summary}"} for c in report.checks if c.status is CheckStatus.ERROR]
+    return {
+        "dataObjects": objects,
+        "completedAt": datetime.fromtimestamp(report.verified_at, UTC).isoformat().replace("+00:00", "Z"),
+        "errors": errors,
+        "failures": failures,
+        "success": not errors and not failures,
+    }
