@@ -793,13 +793,17 @@ class MainWindow(QMainWindow):
 
         return Path(self.settings.signing_key_path) if self.settings.signing_key_path else default_key_path()
 
-    def choose_trust_center_export(self) -> None:
+    def _ask_save(self, title: str, default: str, filters: str) -> Path | None:
+        """Where to write an export of the report on screen (None: no report, or the user cancelled)."""
         if self.report is None:
-            return
-        name, _ = QFileDialog.getSaveFileName(self, "Export in the Trust Center's shape", "trust-center.json",
-                                              "JSON (*.json)")
-        if name:
-            self.export_trust_center(Path(name))
+            return None
+        name, _ = QFileDialog.getSaveFileName(self, title, default, filters)
+        return Path(name) if name else None
+
+    def choose_trust_center_export(self) -> None:
+        out = self._ask_save("Export in the Trust Center's shape", "trust-center.json", "JSON (*.json)")
+        if out is not None:
+            self.export_trust_center(out)
 
     def export_trust_center(self, out: Path) -> bool:
         """Write the report on screen as a Trust Center VerificationResponse; False (and a message) when it fails."""
@@ -819,12 +823,9 @@ class MainWindow(QMainWindow):
         return True
 
     def choose_export(self) -> None:
-        if self.report is None:
-            return
-        name, _ = QFileDialog.getSaveFileName(self, "Export a signed evidence pack", "report.zip",
-                                              "Evidence packs (*.zip)")
-        if name:
-            self.export_pack(Path(name))
+        out = self._ask_save("Export a signed evidence pack", "report.zip", "Evidence packs (*.zip)")
+        if out is not None:
+            self.export_pack(out)
 
     def export_pack(self, out: Path) -> CallWorker | None:
         from dstack_verifier.report.export import export_pack
