@@ -465,3 +465,23 @@ def test_export_in_the_trust_center_shape(window, qtbot, tmp_path):
     assert doc["success"] is True and {o["id"] for o in doc["dataObjects"]} == ids
     assert not window.export_trust_center(tmp_path / "no-such-dir" / "tc.json")
     assert "could not be written" in window.message_bar.text()
+
+
+def test_verify_the_quote_elsewhere_asks_first(window, qtbot, monkeypatch):
+    from dstack_inspector.gui import quote_pane
+    from PySide6.QtWidgets import QMessageBox
+
+    pane = window.quote_pane
+    assert not pane.elsewhere.isEnabled()  # no quote yet
+    window.load_demo()
+    wait_for_verdict(qtbot, window, "pass")
+    assert pane.elsewhere.isEnabled()
+    opened = []
+    monkeypatch.setattr(quote_pane.QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
+    assert not pane.open_elsewhere() and opened == []  # declined: nothing leaves the machine
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    assert pane.open_elsewhere()
+    url = opened[0]
+    assert url.host() == quote_pane.EXPLORER_HOST and url.scheme() == "https"
+    assert bytes.fromhex(url.query().removeprefix("quote=")) == pane._raw

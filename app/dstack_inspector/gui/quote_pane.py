@@ -8,20 +8,25 @@ from typing import Any
 from dstack_verifier.model import Report
 from PySide6.QtCore import (
     Qt,
+    QUrl,
     Signal,
     Slot,
 )
 from PySide6.QtGui import (
     QBrush,
     QColor,
+    QDesktopServices,
     QTextCharFormat,
     QTextCursor,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
+    QPushButton,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -256,6 +261,14 @@ def field_doc(name: str) -> str:
     return FIELD_DOCS.get(name) or FIELD_DOCS.get(name.split(".")[-1], "")
 
 
+EXPLORER_HOST = "ra-quote-explorer.vercel.app"
+
+
+def explorer_url(raw: bytes) -> QUrl:
+    """Phala's TEE Attestation Explorer, prefilled with the quote (the link the Trust Center puts on each quote)."""
+    return QUrl(f"https://{EXPLORER_HOST}/?quote={raw.hex()}")
+
+
 class QuotePane(QWidget):
     """Decoded quote fields (a tree built from the library's byte layout) linked with the raw bytes: selecting a
     field highlights its bytes; clicking a byte selects the innermost field that holds it."""
@@ -301,7 +314,14 @@ class QuotePane(QWidget):
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
         right_layout.setSpacing(4)
-        right_layout.addWidget(self.hex_title)
+        self.elsewhere = QPushButton("Verify it elsewhere…")
+        self.elsewhere.setToolTip("Open this quote in Phala's TEE Attestation Explorer, in your browser (asks first: "
+                                  "the quote leaves this machine)")
+        self.elsewhere.clicked.connect(self.open_elsewhere)
+        title_row = QHBoxLayout()
+        title_row.addWidget(self.hex_title, 1)
+        title_row.addWidget(self.elsewhere)
+        right_layout.addLayout(title_row)
         right_layout.addWidget(self.hex, 1)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
@@ -328,12 +348,26 @@ class QuotePane(QWidget):
         self.hex.set_data(b"")
         self.hex_title.setText("Raw quote")
         self.info.setText("<span style='color:#6c757d'>No quote.</span>")
+        self.elsewhere.setEnabled(False)
+
+    def open_elsewhere(self) -> bool:
+        """The quote in the explorer the Trust Center links every quote to, after the reviewer agrees to send it."""
+        if not self._raw:
+            return False
+        answer = QMessageBox.question(
+            self, "Verify it elsewhere",
+            f"Open Phala's TEE Attestation Explorer with this quote ({len(self._raw)} bytes, its report data "
+            f"included)?\n\nYour browser sends it to {EXPLORER_HOST}; nothing else leaves this machine.")
+        if answer != QMessageBox.StandardButton.Yes:
+            return False
+        return QDesktopServices.openUrl(explorer_url(self._raw))
 
     def set_quote(self, raw: bytes, layout: list[dict[str, Any]], decoded: dict[str, Any]) -> None:
         self.clear()
         self._raw = raw
         self.hex.set_data(raw)
         self.hex_title.setText(f"Raw quote — {len(raw)} bytes")
+        self.elsewhere.setEnabled(bool(raw))
         self._spans = _spans(layout, len(raw))
         root = self.tree.invisibleRootItem()
         for name, start, end in self._spans:
