@@ -36,13 +36,14 @@ TARGET_MS = 2.0
 
 
 def synthetic_log() -> list[Event]:
-    """20 firmware events (RTMR0-2) and 80 runtime events with realistic payload sizes."""
+    """20 firmware events (RTMR0-2) and 80 runtime events with realistic payload sizes: a boot in the order dstack
+    writes it (anything else warns), then the app's own events after system-ready."""
     events = [Event(imr=i % 3, event_type=0x80000001, digest=hashlib.sha384(b"fw%d" % i).digest()) for i in range(20)]
-    names = ["app-id", "compose-hash", "instance-id", "os-image-hash", "key-provider", "storage-fs", "app-event"]
-    sizes = [20, 32, 20, 32, 204, 3, 64]
-    for i in range(80):
-        k = i % len(names)
-        events.append(Event(imr=3, event_type=RUNTIME_EVENT_TYPE, name=names[k], payload=bytes([i]) * sizes[k]))
+    boot = [("system-preparing", 0), ("app-id", 20), ("compose-hash", 32), ("instance-id", 20), ("boot-mr-done", 0),
+            ("os-image-hash", 32), ("key-provider", 204), ("storage-fs", 3), ("system-ready", 0)]
+    runtime = boot + [("app-event", 64)] * (80 - len(boot))
+    for i, (name, size) in enumerate(runtime):
+        events.append(Event(imr=3, event_type=RUNTIME_EVENT_TYPE, name=name, payload=bytes([i]) * size))
     return events
 
 
