@@ -381,9 +381,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _save(report, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
-    from .store import StoreError, TaskStore, report_keys
+    from .store import StoreError, TaskStore, report_keys, task_title
 
-    title = f"app {args.app_id}" if args.app_id else ", ".join(p.name for p in args.evidence)
+    title = task_title(report, f"app {args.app_id}" if args.app_id else ", ".join(p.name for p in args.evidence))
     try:
         with TaskStore.open_default() as store:
             task_id = store.add(report, title=title, source="online" if args.app_id else "files",

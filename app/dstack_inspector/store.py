@@ -152,6 +152,15 @@ def report_keys(report: Report) -> dict[str, str | None]:
             "domain": domain.get("domain") if isinstance(domain, dict) else None}
 
 
+def task_title(report: Report, base: str) -> str:
+    """The history's title of a verification: what it was opened from, after the app's name when the evidence gives
+    one (so a search finds an app by its name, not only by its id)."""
+    name = next((o.fields.get("app_name") for o in report.data_objects if o.id == "app-main"), None)
+    if not isinstance(name, str) or not name.strip() or name.strip() in base:
+        return base
+    return f"{' '.join(name.split())[:80]} — {base}"
+
+
 def _counts(report: Report) -> dict[str, int]:
     counts = {status.value: 0 for status in CheckStatus}
     for check in report.checks:

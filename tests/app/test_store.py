@@ -349,3 +349,16 @@ def test_open_default_uses_the_data_folder(tmp_path, monkeypatch):
     with TaskStore.open_default() as store:
         assert store.path == tmp_path / "data" / "history.sqlite3"
         assert store.count() == 0
+
+
+def test_a_task_is_titled_after_its_app_when_the_evidence_names_it() -> None:
+    from dstack_inspector.store import task_title
+    from dstack_verifier.demo import load_demo
+    from dstack_verifier.verification import verify_evidence
+
+    demo = load_demo()
+    named = verify_evidence(demo.items, demo.options())  # the Cloud answer names the app
+    assert task_title(named, "attestations.json") == "demo-app — attestations.json"
+    assert task_title(named, "demo-app evidence") == "demo-app evidence"  # said already
+    unnamed = named.model_copy(update={"data_objects": [o for o in named.data_objects if o.id != "app-main"]})
+    assert task_title(unnamed, "attestations.json") == "attestations.json"

@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..settings import UserSettings, cache_dir, load_settings, save_settings
-from ..store import StoreError, TaskStore, report_keys
+from ..store import StoreError, TaskStore, report_keys, task_title
 from ..workers import POOL_THREADS, CallWorker, VerifyJob, VerifyWorker, save_report
 from .copying import install_copy_everywhere
 from .history_view import HistoryView
@@ -661,7 +661,7 @@ class MainWindow(QMainWindow):
         if self.store is None:
             return
         path = self.store.path
-        task = {"title": session.title, "source": session.source, **report_keys(report)}
+        task = {"title": task_title(report, session.title), "source": session.source, **report_keys(report)}
         self._call(lambda: save_report(path, report, **task), lambda task_id: self._on_saved(report, task_id),
                    "The result could not be saved in the history", level="warn", announce=False)
 
