@@ -449,6 +449,9 @@ def test_json_text_in_a_field_opens_into_its_structure(window, qtbot):
     assert compose.text(1).startswith("{")  # the exact text stays (it is what hashes to the compose hash)
     keys = {compose.child(i).text(0) for i in range(compose.childCount())}
     assert {"docker_compose_file", "manifest_version", "name"} <= keys
+    calculations = window.object_pane.fields.topLevelItem(1)
+    assert calculations.text(0) == "Calculations"
+    assert (calculations.child(0).text(0), calculations.child(0).text(1)) == ("compose_hash", "sha256(compose_file)")
     assert embedded_json("[1, 2]") == [1, 2] and embedded_json('{"a": 1}') == {"a": 1}
     for text in ("{", "[]", "{}", "not json", '"quoted"', "[" * 5000 + "]" * 5000, "[" + " " * MAX_EMBEDDED_JSON + "]"):
         assert embedded_json(text) is None, text[:20]

@@ -309,6 +309,8 @@ def test_a_report_in_the_trust_center_shape_verifies_again_as_one(tmp_path: Path
     objects = {o["id"]: o for o in doc["dataObjects"]}
     assert {"objectId": "app-quote", "fieldName": "mrtd"} in objects["app-os"]["measuredBy"]
     assert objects["kms-main"]["kind"] == "kms"
+    assert {"inputs": ["compose_file"], "calcFunc": "sha256", "outputs": ["compose_hash"]} in objects["app-code"][
+        "calculations"]
     code, stdout, _ = run(capsys, "verify", str(out), "--root-ca", str(resource_path("demo", DEMO_ANCHOR)),
                           "--offline", "--at", str(load_demo().now), "--collateral",
                           str(resource_path("demo", "collateral.json")), "--json")

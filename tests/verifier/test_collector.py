@@ -374,3 +374,17 @@ def test_the_side_answers_fill_the_objects_and_the_verified_instance_is_shown() 
     two = verify_evidence(items, demo.options())
     assert two.entities["app"]["cloud_instance"] == 1  # the /prpc/Info answered for the instance now second
     assert next(o for o in two.data_objects if o.id == "app-main").fields["instance_id"] == first["instance_id"]
+
+
+def test_objects_say_what_they_compute_and_only_that() -> None:
+    objects = {o.id: o for o in demo_report().data_objects}
+    code = objects["app-code"].calculations
+    assert [(c.inputs, c.function, c.outputs) for c in code] == [(["compose_file"], "sha256", ["compose_hash"])]
+    replay = objects["app-event-logs-imr3"].calculations[0]
+    assert (replay.inputs, replay.function, replay.outputs) == (["*"], "replay_rtmr", ["replayed_rtmr3"])
+    assert objects["app-quote"].calculations == []  # decoded, not computed
+    # An object whose computed fields are absent claims no calculation for them.
+    from dstack_verifier.collector import _calculations
+
+    assert _calculations("code", {"github_repo": "x"}) == []
+    assert _calculations("event-logs-imr2", {"event_log_0": "{}"}) == []

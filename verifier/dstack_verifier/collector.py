@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from .errors import InputError
 from .evidence import Evidence, replay_inputs
 from .measure.download import GITHUB_BASE_URL, image_urls
-from .model import Check, CheckStatus, DataObject, Entity, Relationship, Report
+from .model import Calculation, Check, CheckStatus, DataObject, Entity, Relationship, Report
 from .onchain import OnchainInputError, chain_config
 from .sources import ENTITIES, EntityMaterial, parse_image_version, parse_kms_version
 from .sources import collect as collect_materials
@@ -213,7 +213,8 @@ class DataObjectCollector:
                                                  for w in wanted)]
         oid = f"{entity}-{component}"
         self._objects[oid] = DataObject(id=oid, name=name, entity=entity, kind=component, fields=fields,
-                                        check_ids=list(dict.fromkeys(check_ids)))
+                                        check_ids=list(dict.fromkeys(check_ids)),
+                                        calculations=_calculations(component, fields))
 
     def _edge(self, source: str, target: str, field: str = "", kind: str = MEASURED_BY) -> None:
         if source in self._objects and target in self._objects:
@@ -417,6 +418,30 @@ class DataObjectCollector:
                 links.append(edge)
         # An object-level edge is redundant when a field-level one joins the same pair.
         return [e for e in links if e.field or not any(o.target == e.target and o.field for o in links)]
+
+
+# What each object computes (component → (inputs, function, outputs)); "{n}" is the register of an event-log object.
+# An entry is kept only when its outputs are fields of the object: what was not computed is not claimed.
+_CALCULATIONS: Mapping[str, tuple[tuple[tuple[str, ...], str, tuple[str, ...]], ...]] = {
+    "event-logs-imr{n}": ((("*",), "replay_rtmr", ("replayed_rtmr{n}",)),),
+    "code": ((("compose_file",), "sha256", ("compose_hash",)),),
+    "os": ((("vm_config", "image_files"), "measure_tdx",
+            ("expected_mrtd", "expected_rtmr0", "expected_rtmr1", "expected_rtmr2")),),
+    "main": ((("intel_attestation_report", "key_provider_id"), "dstack_app_info",
+              ("mr_system", "mr_aggregated", "device_id")),),
+}
+
+
+def _calculations(component: str, fields: Mapping[str, Any]) -> list[Calculation]:
+    register = component.removeprefix("event-logs-imr") if component.startswith("event-logs-imr") else None
+    key = "event-logs-imr{n}" if register is not None else component
+    out = []
+    for inputs, function, outputs in _CALCULATIONS.get(key, ()):
+        named_out = [o.format(n=register) for o in outputs if o.format(n=register) in fields]
+        named_in = [i for i in inputs if i == "*" or i in fields]
+        if named_out and named_in:
+            out.append(Calculation(inputs=named_in, function=function, outputs=named_out))
+    return out
 
 
 def _chain_name(chain_id: int | None) -> str | None:

@@ -63,6 +63,15 @@ class InputFile(BaseModel):
     content_b64: str | None = None
 
 
+class Calculation(BaseModel):
+    """A value of an object computed here from others (the Trust Center's ``calculations``, §2.1): ``inputs`` are
+    field names ("*": every field), ``outputs`` the fields it gave. Descriptive; the checks hold the comparisons."""
+
+    inputs: list[str]
+    function: str
+    outputs: list[str]
+
+
 class DataObject(BaseModel):
     id: str
     name: str
@@ -70,6 +79,7 @@ class DataObject(BaseModel):
     kind: str = ""
     fields: dict[str, Any] = Field(default_factory=dict)
     check_ids: list[str] = Field(default_factory=list)
+    calculations: list[Calculation] = Field(default_factory=list)
 
 
 class Relationship(BaseModel):

@@ -69,7 +69,11 @@ class ObjectPane(QWidget):
         worst = worst_status(c.status for c in mine) if mine else None
         status = f" — {worst.upper()}" if worst else " — no checks"
         self.title.setText(f"{obj.name}  ({ENTITY_TITLES.get(obj.entity, obj.entity)} · {obj.id}){status}")
-        self.fields.set_data([("Fields", obj.fields)], expand_depth=1)
+        sections: list[tuple[str, object]] = [("Fields", obj.fields)]
+        if obj.calculations:  # what was computed here, from which fields (the comparisons are the checks below)
+            sections.append(("Calculations", {", ".join(c.outputs): f"{c.function}({', '.join(c.inputs)})"
+                                              for c in obj.calculations}))
+        self.fields.set_data(sections, expand_depth=1)
         self.checks.clear()
         mono = fixed_font()
         for check in mine:

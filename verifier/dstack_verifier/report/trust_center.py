@@ -31,6 +31,9 @@ def trust_center_response(report: Report) -> dict[str, Any]:
         entry: dict[str, Any] = {"id": obj.id, "name": obj.name, "fields": obj.fields, "kind": obj.entity}
         if obj.id in measured_by:
             entry["measuredBy"] = measured_by[obj.id]
+        if obj.calculations:
+            entry["calculations"] = [{"inputs": c.inputs, "calcFunc": c.function, "outputs": c.outputs}
+                                     for c in obj.calculations]
         objects.append(entry)
     failures = [{"componentId": f"{c.entity}-main", "error": f"{c.id}: {c.summary}"}
                 for c in report.checks if c.status is CheckStatus.FAIL]
