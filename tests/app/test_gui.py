@@ -395,8 +395,8 @@ def test_the_object_pane_lists_links_and_follows_them(window, qtbot):
     groups = {links.topLevelItem(i).text(0): links.topLevelItem(i) for i in range(links.topLevelItemCount())}
     by = groups["Vouched for by (measured by): 5"]  # the quote (MRTD, RTMR0-2) and the RTMR3 log (os-image-hash)
     rows = [(by.child(i).text(0), by.child(i).text(1)) for i in range(by.childCount())]
-    assert ("APP Attestation Report  (app-quote)", "mrtd (measured-by)") in rows
-    assert ("Event Logs for RTMR3  (app-event-logs-imr3)", "os-image-hash (measured-by)") in rows
+    assert ("APP Attestation Report  (app-quote)", "mrtd → expected_mrtd (measured-by)") in rows
+    assert ("Event Logs for RTMR3  (app-event-logs-imr3)", "os-image-hash → os_image_hash (measured-by)") in rows
     measures = groups["Vouches for (measures): 1"]
     target = measures.child(0)
     assert target.text(0) == "APP OS Code  (app-os-code)"

@@ -307,7 +307,8 @@ def test_a_report_in_the_trust_center_shape_verifies_again_as_one(tmp_path: Path
     doc = json.loads(out.read_text())
     assert doc["success"] is True and doc["failures"] == [] and doc["completedAt"].endswith("Z")
     objects = {o["id"]: o for o in doc["dataObjects"]}
-    assert {"objectId": "app-quote", "fieldName": "mrtd"} in objects["app-os"]["measuredBy"]
+    assert {"objectId": "app-quote", "fieldName": "mrtd", "selfFieldName": "expected_mrtd"} in objects["app-os"][
+        "measuredBy"]
     assert objects["kms-main"]["kind"] == "kms"
     assert {"inputs": ["compose_file"], "calcFunc": "sha256", "outputs": ["compose_hash"]} in objects["app-code"][
         "calculations"]

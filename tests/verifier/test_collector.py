@@ -388,3 +388,12 @@ def test_objects_say_what_they_compute_and_only_that() -> None:
 
     assert _calculations("code", {"github_repo": "x"}) == []
     assert _calculations("event-logs-imr2", {"event_log_0": "{}"}) == []
+
+
+def test_edges_name_the_field_they_vouch_for_when_there_is_one() -> None:
+    rels = demo_report().relationships
+    assert Relationship(source="app-quote", target="app-os", kind="measured-by", field="rtmr1",
+                        target_field="expected_rtmr1") in rels
+    assert Relationship(source="app-event-logs-imr3", target="app-code", kind="measured-by", field="compose-hash",
+                        target_field="compose_hash") in rels
+    assert Relationship(source="app-quote", target="app-cpu", kind="measured-by") in rels  # the object as a whole

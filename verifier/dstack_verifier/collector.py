@@ -172,7 +172,7 @@ class DataObjectCollector:
         self._add(entity, "main", _MAIN_NAME[entity], self._main_fields(entity, part, own, material), own)
         self._edge(f"{entity}-main", f"{entity}-quote", "intel_attestation_report")
         self._add(entity, "code", f"{entity.upper()} Code", self._code_fields(part, own, material), own)
-        self._edge(f"{entity}-event-logs-imr3", f"{entity}-code", "compose-hash")
+        self._edge(f"{entity}-event-logs-imr3", f"{entity}-code", "compose-hash", target_field="compose_hash")
         if entity == "gateway":
             self._add(entity, "domain", "Domain Verification", self._domain_fields(own), own)
             self._edge("gateway-main", "gateway-domain", "app_cert")
@@ -216,12 +216,15 @@ class DataObjectCollector:
                                         check_ids=list(dict.fromkeys(check_ids)),
                                         calculations=_calculations(component, fields))
 
-    def _edge(self, source: str, target: str, field: str = "", kind: str = MEASURED_BY) -> None:
+    def _edge(self, source: str, target: str, field: str = "", kind: str = MEASURED_BY, target_field: str = "") -> None:
         if source in self._objects and target in self._objects:
             if field not in self._objects[source].fields:
                 field = ""  # the source lacks the linking field here: the edge is between the objects as a whole
+            if target_field not in self._objects[target].fields:
+                target_field = ""
             self._edges.setdefault((source, target, kind, field),
-                                   Relationship(source=source, target=target, kind=kind, field=field))
+                                   Relationship(source=source, target=target, kind=kind, field=field,
+                                                target_field=target_field))
 
     @staticmethod
     def _cpu_fields(quote: Mapping[str, Any], tcb: Mapping[str, Any], pck: Mapping[str, Any]) -> dict[str, Any]:
@@ -262,7 +265,7 @@ class DataObjectCollector:
             _put(fields, "replay_match", register.get("match"))
             component = f"event-logs-imr{imr}"
             self._add(entity, component, f"Event Logs for RTMR{imr}", fields, checks)
-            self._edge(f"{entity}-quote", f"{entity}-{component}", f"rtmr{imr}")
+            self._edge(f"{entity}-quote", f"{entity}-{component}", f"rtmr{imr}", target_field=f"replayed_rtmr{imr}")
 
     def _os_name(self, entity: Entity, part: Mapping[str, Any], material: EntityMaterial | None) -> str | None:
         vm = _mapping(part, "vm_config")
@@ -298,8 +301,8 @@ class DataObjectCollector:
         _put(fields, "image_files", ", ".join(str(n) for n in files if n) or None)
         self._add(entity, "os", f"{entity.upper()} OS", fields, checks)
         for register in _OS_REGISTERS:
-            self._edge(f"{entity}-quote", f"{entity}-os", register)
-        self._edge(f"{entity}-event-logs-imr3", f"{entity}-os", "os-image-hash")
+            self._edge(f"{entity}-quote", f"{entity}-os", register, target_field=f"expected_{register}")
+        self._edge(f"{entity}-event-logs-imr3", f"{entity}-os", "os-image-hash", target_field="os_image_hash")
 
         code: dict[str, Any] = {}
         if os_name is not None:

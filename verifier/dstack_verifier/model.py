@@ -86,7 +86,8 @@ class Relationship(BaseModel):
     source: str
     target: str
     kind: str
-    field: str = ""
+    field: str = ""  # the source's field that vouches ("" : the source as a whole)
+    target_field: str = ""  # the target's field it vouches for, when one (the Trust Center's selfFieldName)
 
 
 class Verdict(StrEnum):

@@ -100,7 +100,10 @@ class ObjectPane(QWidget):
                 continue
             group = QTreeWidgetItem([f"{title}: {len(rows)}", ""])
             for other, rel in sorted(rows, key=lambda row: (row[0], row[1].field)):
-                through = f"{rel.field} ({rel.kind})" if rel.field else f"the whole object ({rel.kind})"
+                through = f"{rel.field or 'the whole object'}"
+                if rel.target_field:
+                    through += f" → {rel.target_field}"
+                through += f" ({rel.kind})"
                 row = QTreeWidgetItem([f"{names.get(other, other)}  ({other})", through])
                 row.setData(0, LINK_ROLE, other)
                 group.addChild(row)

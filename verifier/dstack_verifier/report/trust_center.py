@@ -16,16 +16,22 @@ from typing import Any
 from ..model import CheckStatus, Report
 
 
-def _edge(source: str, field: str) -> dict[str, str]:
-    return {"objectId": source, "fieldName": field} if field else {"objectId": source}
+def _edge(source: str, field: str, target_field: str) -> dict[str, str]:
+    edge = {"objectId": source}
+    if field:
+        edge["fieldName"] = field
+    if target_field:
+        edge["selfFieldName"] = target_field
+    return edge
 
 
 def trust_center_response(report: Report) -> dict[str, Any]:
     measured_by: dict[str, list[dict[str, str]]] = {}
     for rel in report.relationships:
         edges = measured_by.setdefault(rel.target, [])
-        if _edge(rel.source, rel.field) not in edges:  # the Trust Center de-duplicates them too
-            edges.append(_edge(rel.source, rel.field))
+        edge = _edge(rel.source, rel.field, rel.target_field)
+        if edge not in edges:  # the Trust Center de-duplicates them too
+            edges.append(edge)
     objects = []
     for obj in report.data_objects:
         entry: dict[str, Any] = {"id": obj.id, "name": obj.name, "fields": obj.fields, "kind": obj.entity}
