@@ -447,6 +447,7 @@ def test_json_text_in_a_field_opens_into_its_structure(window, qtbot):
     rows = {fields.child(i).text(0): fields.child(i) for i in range(fields.childCount())}
     compose = rows["compose_file"]
     assert compose.text(1).startswith("{")  # the exact text stays (it is what hashes to the compose hash)
+    assert not compose.isExpanded()  # closed until asked: the fields after it stay in view
     keys = {compose.child(i).text(0) for i in range(compose.childCount())}
     assert {"docker_compose_file", "manifest_version", "name"} <= keys
     calculations = window.object_pane.fields.topLevelItem(1)

@@ -52,6 +52,7 @@ def _list_label(index: int, value: Any) -> str:
 
 
 MAX_EMBEDDED_JSON = 256 * 1024  # a JSON text inside a value is opened up to this size
+EMBEDDED_ROLE = Qt.ItemDataRole.UserRole + 60  # marks a row whose JSON text opens below it (shown closed at first)
 
 
 def embedded_json(value: Any) -> dict | list | None:
@@ -72,6 +73,7 @@ def fill_tree(parent: QTreeWidgetItem, key: str, value: Any, mono: QFont) -> QTr
     parent.addChild(item)
     inner = embedded_json(value)
     if inner is not None:
+        item.setData(0, EMBEDDED_ROLE, True)
         item.setText(1, value)
         item.setToolTip(1, value[:2000])
         for k, v in (inner.items() if isinstance(inner, dict) else enumerate(inner)):
@@ -118,6 +120,12 @@ class KeyValueTree(QTreeWidget):
             fill_tree(root, key, value, self._mono)
         self.setRootIsDecorated(any(root.child(i).childCount() for i in range(root.childCount())))
         self.expandToDepth(expand_depth)
+        pending = [root.child(i) for i in range(root.childCount())]
+        while pending:  # a JSON text stays one line until asked: the fields after it remain in view
+            item = pending.pop()
+            if item.data(0, EMBEDDED_ROLE):
+                item.setExpanded(False)
+            pending += [item.child(i) for i in range(item.childCount())]
         self.resizeColumnToContents(0)
         self.setColumnWidth(0, min(max(self.columnWidth(0) + 12, 140), 300))
 
