@@ -56,6 +56,10 @@ _INT = {0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
 _EXT = {0xC7: 1, 0xC8: 2, 0xC9: 4}
 _FIXEXT = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
 _FLOAT = {0xCA: 4, 0xCB: 8}
+# For stepping over any value: the first bytes followed by a value of known size, by a byte length, by a count.
+_SCALAR = {**_UINT, **_INT, **_FLOAT}
+_BYTES = {**_STR, **_BIN}
+_CONTAINER = {**_ARRAY, **_MAP}
 
 
 # rmp writes an integer below 128 as itself, and 128..255 as uint8 (0xcc, then the byte). In a run of such items a
@@ -207,20 +211,19 @@ class MsgpackCursor(_Cursor):
         first = self._first(field)
         if first <= 0x7F or first >= 0xE0 or first in (0xC0, 0xC2, 0xC3):
             return
-        sizes = {**_UINT, **_INT, **_FLOAT}
-        if first in sizes:
-            self.take(sizes[first], field)
-        elif 0xA0 <= first <= 0xBF:
-            self.take(first & 0x1F, field)
-        elif first in _STR or first in _BIN:
-            self.take(self._big({**_STR, **_BIN}[first], field), field)
+        if first in _SCALAR:
+            self.take(_SCALAR[first], field)
+        elif first in _FIXSTR:
+            self.take(first - _FIXSTR.start, field)
+        elif first in _BYTES:
+            self.take(self._big(_BYTES[first], field), field)
         elif first in _FIXEXT:
             self.take(1 + _FIXEXT[first], field)
         elif first in _EXT:
             self.take(1 + self._big(_EXT[first], field), field)
         elif 0x80 <= first <= 0x9F or first in _ARRAY or first in _MAP:
             is_map = first <= 0x8F or first in _MAP
-            count = first & 0x0F if first <= 0x9F else self._big({**_ARRAY, **_MAP}[first], field)
+            count = first & 0x0F if first <= 0x9F else self._big(_CONTAINER[first], field)
             items = self._count(count * (2 if is_map else 1), field, at, 1 << 33, "items")
             for _ in range(items):
                 self.skip(field, depth + 1)

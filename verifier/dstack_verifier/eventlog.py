@@ -114,6 +114,11 @@ class Attestation(BaseModel):
     stack: Literal["dstack", "dstack-pod"] = "dstack"
     report_data_payload: str | None = None  # a dstack-pod's: what its report_data was made from, shown as given
 
+    def events(self) -> list[Event]:
+        """The log to verify: the stripped log's events below RTMR3 (the ACPI ones), then the runtime events, which
+        RTMR3 is replayed from (as dstack does; the stripped log's copies of them are not repeated)."""
+        return [e for e in self.event_log if e.imr != 3] + list(self.runtime_events)
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # Parsing: JSON forms

@@ -1,9 +1,9 @@
 """Evidence files: read with a size bound, detect the kind from content (never the file name), decode.
 
 Kinds: a raw quote (binary, or hex with or without 0x, whitespace tolerated), a guest-agent GetQuote JSON (`quote`,
-`event_log`, `vm_config`), an attestation JSON (`attestation`: the SCALE blob), an event log (JSON array or CCEL),
-an app-compose JSON, certificates (PEM or DER; RA-TLS), DCAP collateral JSON, a saved Phala Cloud answer, a Trust
-Center result (its DataObjects), and a report of ours (its recorded inputs are replayed).
+`event_log`, `vm_config`), an attestation JSON (`attestation`: dstack's SCALE V0 or MessagePack V1 blob), an event
+log (JSON array or CCEL), an app-compose JSON, certificates (PEM or DER; RA-TLS), DCAP collateral JSON, a saved Phala
+Cloud answer, a Trust Center result (its DataObjects), and a report of ours (its recorded inputs are replayed).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .jsontext import load_json
 from .model import REPORT_SCHEMA, InputFile
 from .quote.collateral import COLLATERAL_KEYS
 from .quote.structure import INTEL_QE_VENDOR_ID, TEE_SGX, TEE_TDX, Quote, parse_quote
-from .ratls import load_certificates, quote_report_data
+from .ratls import check_attestation_binding, load_certificates
 
 RECORDING_SCHEMA = "dstack-inspector/network-recording/v1"
 MAX_EVIDENCE_BYTES = 32 * 1024 * 1024
@@ -231,15 +231,9 @@ def _detect_json(data: bytes, name: str) -> Evidence:
         if not isinstance(value, str):
             raise InputError("expected a hex string", source=name, field="attestation")
         att = decode_attestation(decode_hex_text(value.encode("utf-8", "surrogatepass"), name, "attestation"), name)
-        quoted = quote_report_data(check_quote(att.quote, name, "attestation.quote"))
-        if att.report_data != quoted:
-            # dstack's verifier rejects such a blob: its report_data is what the stack claims the quote binds.
-            raise InputError(f"report_data {att.report_data.hex()[:16]}… differs from the quote's "
-                             f"{quoted.hex()[:16]}…", source=name, field="attestation.report_data",
-                             offset=att.report_data_offset)
-        # The stripped log holds the ACPI events; the runtime events are what RTMR3 replays.
-        events = [e for e in att.event_log if e.imr != 3] + list(att.runtime_events)
-        return Evidence(name, "attestation", data, quote=att.quote, json=doc, events=events,
+        check_attestation_binding(att, check_quote(att.quote, name, "attestation.quote"), name,
+                                  "attestation.report_data")
+        return Evidence(name, "attestation", data, quote=att.quote, json=doc, events=att.events(),
                         vm_config=_vm_config(att.config, name), extra=_attestation_facts(att),
                         log_stripped=True)
     if "account_uri" in doc and ("account_quote" in doc or "quoted_hist_keys" in doc):  # a gateway's acme-info

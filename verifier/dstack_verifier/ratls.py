@@ -215,9 +215,8 @@ def decode_ratls(cert: x509.Certificate) -> RaTlsInfo | None:
             raise InputError("the quote extension and the attestation's quote differ",
                              field=_ext_field(OID_ATTESTATION))
         quote, form = attestation.quote, attestation.format
-        if event_log is None:  # shown like the classic extension's log: the stripped events, then the runtime ones
-            events = [e for e in attestation.event_log if e.imr != 3] + list(attestation.runtime_events)
-            event_log = json.dumps([e.to_json() for e in events])
+        if event_log is None:  # shown like the classic extension's log
+            event_log = json.dumps([e.to_json() for e in attestation.events()])
     return RaTlsInfo(
         quote=quote,
         event_log=event_log,
@@ -230,19 +229,26 @@ def decode_ratls(cert: x509.Certificate) -> RaTlsInfo | None:
 
 
 def _attestation(blob: bytes) -> Attestation:
-    """The unified extension's attestation; its report_data must be the quote's (dstack's verifier refuses it
-    otherwise)."""
+    """The unified extension's attestation, bound to its quote (`check_attestation_binding`)."""
     where = _ext_field(OID_ATTESTATION)
     try:
         attestation = decode_attestation(blob, "certificate")
-        quoted = quote_report_data(parse_quote(attestation.quote))
+        quote = parse_quote(attestation.quote)
     except InputError as exc:
         inner = f" {exc.field}" if exc.field else ""
         raise InputError(f"{exc.message}", field=f"{where}{inner}", offset=exc.offset) from None
-    if attestation.report_data != quoted:
-        raise InputError("the attestation's report_data differs from its quote's", field=where,
-                         offset=attestation.report_data_offset)
+    check_attestation_binding(attestation, quote, None, where)
     return attestation
+
+
+def check_attestation_binding(attestation: Attestation, quote: Quote, source: str | None, field: str) -> None:
+    """An attestation's report_data is what its stack claims the quote binds: one other than the quote's is refused
+    (InputError at `field`, with the offset in the blob), as dstack's verifier refuses it."""
+    quoted = quote_report_data(quote)
+    if attestation.report_data != quoted:
+        raise InputError(f"the attestation's report_data {attestation.report_data.hex()[:16]}… differs from the "
+                         f"quote's {quoted.hex()[:16]}…", source=source, field=field,
+                         offset=attestation.report_data_offset)
 
 
 def _ext_field(oid: str) -> str:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # the measurement and domain modules are imported when their 
     from .measure.model import Measurement
     from .onchain import OnchainReader
     from .sources.agent import AgentInfo, KmsMeta
-    from .sources.cloud import CloudAttestations
+    from .sources.cloud import CloudAttestations, DroppedInstance
 
 PHASES = ("hardware", "os", "source", "domain")
 NEEDS_OWN_EVIDENCE = {"eventlog.replay", "eventlog.rtmr3_payloads", "binding.report_data"}
@@ -931,13 +931,15 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     legacy = answer.legacy_reason
     stub = (f"; the Trust Center would use its legacy stub here ({legacy}) and report the {{entity}} valid without "
             "verifying anything" if legacy else "")
+
     def other_instances(by_entity: dict[str, Report], shared: list[Evidence]) -> list[Check]:
         main = by_entity.get("app")
         others = [i for i in range(len(answer.instances)) if i != instance]
-        unusable = [d for d in answer.dropped_instances if not d.reason.startswith("stopped")]
-        if main is None or not (others or unusable):
+        unreadable = [d for d in answer.dropped_instances if not d.stopped]
+        if main is None or not (others or unreadable):
             return []
-        return [_other_instances(answer, others, main, shared, options, run.asking, cache, memo, progress)]
+        return [_other_instances(answer, others, unreadable, main, shared, options, run.asking, cache, memo,
+                                 progress)]
 
     report = _verify_deployment(
         per_entity, items, options, run, client=client, cache=cache, memo=memo, progress=progress, gateway=gateway,
@@ -953,9 +955,9 @@ def _verify_cloud_answer(clouds: list[Evidence], items: list[Evidence], options:
     return report.model_copy(update={"entities": {**report.entities, "app": app}})
 
 
-def _other_instances(answer: CloudAttestations, others: list[int], main: Report, shared: list[Evidence],
-                     options: VerifyOptions, client: NetClient | None, cache: CollateralCache | None,
-                     memo: CollateralMemo | None, progress: Progress) -> Check:
+def _other_instances(answer: CloudAttestations, others: list[int], unreadable: list[DroppedInstance], main: Report,
+                     shared: list[Evidence], options: VerifyOptions, client: NetClient | None,
+                     cache: CollateralCache | None, memo: CollateralMemo | None, progress: Progress) -> Check:
     """`source.other_instances`: each other running instance's quote and RTMR3 log verified (the same DCAP steps
     and policy, no OS image, no chain), then held to the instance verified in full (instances.py decides)."""
     from .instances import InstanceOutcome, check_other_instances
@@ -975,8 +977,7 @@ def _other_instances(answer: CloudAttestations, others: list[int], main: Report,
             continue
         outcomes.append(InstanceOutcome(found.index, found.instance_id, report))
     # A running instance whose quote or log does not even parse was set aside by the parser: it is not verified.
-    outcomes += [InstanceOutcome(d.index, None, None, d.reason) for d in answer.dropped_instances
-                 if not d.reason.startswith("stopped")]
+    outcomes += [InstanceOutcome(d.index, None, None, d.reason) for d in unreadable]
     return check_other_instances(main, sorted(outcomes, key=lambda o: o.index))
 
 

@@ -120,11 +120,19 @@ class CloudInstance(BaseModel):
     notes: tuple[str, ...] = ()
 
 
+STOPPED = "stopped"  # how the reason of an instance that is not running starts
+
+
 class DroppedInstance(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     index: int
     reason: str
+
+    @property
+    def stopped(self) -> bool:
+        """Not running (no quote, log or image version); else a running one whose evidence does not parse."""
+        return self.reason.startswith(STOPPED)
 
 
 class CloudAttestations(BaseModel):
@@ -293,7 +301,7 @@ def cloud_answer_from_json(doc: Any, source: str) -> CloudAttestations:
             instances.append(found)
     if not instances:
         detail = ""
-        malformed = [d for d in dropped if not d.reason.startswith("stopped")]
+        malformed = [d for d in dropped if not d.stopped]
         if malformed:
             detail = f"; instances[{malformed[0].index}]: {malformed[0].reason}"
         elif dropped:
@@ -338,7 +346,7 @@ def _instance(item: Any, index: int, source: str) -> CloudInstance | str:
     if missing:
         status = i.raw("status")
         shown = f", status {status[:40]!r}" if isinstance(status, str) and status else ""
-        return f"stopped: no {', no '.join(missing)}{shown}"
+        return f"{STOPPED}: no {', no '.join(missing)}{shown}"
     raw_quote = i.hexbytes("quote", limit=MAX_QUOTE_BYTES, required=True)
     assert raw_quote is not None
     quote = quote_value(raw_quote, source, i.name("quote"))
