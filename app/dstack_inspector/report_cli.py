@@ -77,11 +77,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _trust_center(args: argparse.Namespace) -> int:
-    import json
+    from dstack_verifier.report.trust_center import trust_center_json
 
-    from dstack_verifier.report.trust_center import trust_center_response
-
-    text = json.dumps(trust_center_response(load_source_report(args.source)), indent=2) + "\n"
+    text = trust_center_json(load_source_report(args.source))
     if args.out is None:
         sys.stdout.write(text)
     else:

@@ -148,7 +148,7 @@ def _int_value(value: Any, lo: int, hi: int, source: str, field: str) -> int:
     return number
 
 
-def _hex_value(value: Any, max_bytes: int, source: str, field: str) -> bytes:
+def hex_field(value: Any, max_bytes: int, source: str, field: str) -> bytes:
     """Hex with or without 0x; no whitespace (bytes.fromhex alone would accept spaces)."""
     if value is None:
         return b""
@@ -192,17 +192,17 @@ def _event_from_json(item: Any, source: str, where: str) -> Event:
     imr = _int_value(item["imr"], 0, 3, source, f"{where}.imr")
     event_type = _int_value(item["event_type"], 0, 0xFFFFFFFF, source, f"{where}.event_type")
     # Served logs blank runtime digests ("" or absent); None then means "the log does not say".
-    digest = _hex_value(item.get("digest"), MAX_DIGEST_BYTES, source, f"{where}.digest") or None
+    digest = hex_field(item.get("digest"), MAX_DIGEST_BYTES, source, f"{where}.digest") or None
     name = _name_value(item["event"], source, f"{where}.event")
-    payload = _hex_value(item["event_payload"], MAX_PAYLOAD_BYTES, source, f"{where}.event_payload")
+    payload = hex_field(item["event_payload"], MAX_PAYLOAD_BYTES, source, f"{where}.event_payload")
     raw_version = item.get("version")
     version = 1 if raw_version is None else _int_value(raw_version, 1, 2, source, f"{where}.version")
     # dstack has called the preimage both `preimage` and `hash_input`; two different values would be ambiguous.
     preimage_key = "preimage" if item.get("preimage") not in (None, "") else "hash_input"
     other_key = "hash_input" if preimage_key == "preimage" else "preimage"
-    preimage = _hex_value(item.get(preimage_key), MAX_PREIMAGE_BYTES, source, f"{where}.{preimage_key}") or None
+    preimage = hex_field(item.get(preimage_key), MAX_PREIMAGE_BYTES, source, f"{where}.{preimage_key}") or None
     if preimage is not None and item.get(other_key) not in (None, ""):
-        other = _hex_value(item.get(other_key), MAX_PREIMAGE_BYTES, source, f"{where}.{other_key}")
+        other = hex_field(item.get(other_key), MAX_PREIMAGE_BYTES, source, f"{where}.{other_key}")
         if other != preimage:
             raise InputError("`preimage` and `hash_input` disagree", source=source, field=f"{where}.{other_key}")
     return Event(

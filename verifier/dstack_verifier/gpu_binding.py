@@ -17,22 +17,20 @@ cannot be tied: a warning that says what to give.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from .errors import InputError
+from .eventlog import MAX_QUOTE_BYTES, hex_field
 from .jsontext import json_kind
 from .model import Anchor, Check, CheckStatus, Entity
 from .quote.structure import Quote
 
 CHECK_ID = "gpu.td_binding"
 SAME_TD = ("mrtd", "rtmr0", "rtmr1", "rtmr2", "mrconfig")  # quote fields, the Trust Center's names
-MAX_QUOTE_HEX = 2 << 20
 FORMULA = ("report_data[32:64] = request_nonce; report_data[0:32] = signing_address zero-padded to 32 bytes, or "
            "SHA-256(signing_address ‖ tls_cert_fingerprint) when the report gives a fingerprint")
-_HEX = re.compile(r"(?:0[xX])?((?:[0-9a-fA-F]{2})*)")
 
 
 class AttestationBundle(BaseModel):
@@ -52,16 +50,12 @@ class AttestationBundle(BaseModel):
         return self.signing_address.ljust(32, b"\x00")
 
 
-def _hex(doc: dict[str, Any], key: str, source: str, sizes: tuple[int, ...] | None, limit: int = 64) -> bytes:
+def _hex(doc: dict[str, Any], key: str, source: str, sizes: tuple[int, ...] | None, limit: int = 32) -> bytes:
+    """A hex field of the report (0x optional), at most `limit` bytes and, when `sizes` is given, of one of them."""
     value = doc.get(key)
     if not isinstance(value, str):
         raise InputError(f"expected a hex string, got {json_kind(value)}", source=source, field=key)
-    if len(value) > limit + 2:
-        raise InputError(f"{len(value)} characters, more than {limit + 2}", source=source, field=key)
-    found = _HEX.fullmatch(value)
-    if found is None:
-        raise InputError("not hex (an even number of hex digits, 0x optional)", source=source, field=key)
-    data = bytes.fromhex(found.group(1))
+    data = hex_field(value, limit, source, key)
     if sizes is not None and len(data) not in sizes:
         raise InputError(f"{len(data)} bytes, expected {' or '.join(map(str, sizes))}", source=source, field=key)
     return data
@@ -79,7 +73,7 @@ def parse_bundle(doc: Any, source: str) -> AttestationBundle | None:
     fingerprint = (_hex(doc, "tls_cert_fingerprint", source, (32,)) if doc.get("tls_cert_fingerprint") not in
                    (None, "") else None)
     return AttestationBundle(
-        intel_quote=_hex(doc, "intel_quote", source, None, MAX_QUOTE_HEX),
+        intel_quote=_hex(doc, "intel_quote", source, None, MAX_QUOTE_BYTES),
         request_nonce=_hex(doc, "request_nonce", source, (32,)),
         # ecdsa: an Ethereum address (20 bytes); ed25519: the public key (32 bytes)
         signing_address=_hex(doc, "signing_address", source, (20,) if algo.lower() == "ecdsa" else (32,)),

@@ -20,7 +20,7 @@ from dstack_verifier import __version__
 from dstack_verifier.demo import load_demo
 from dstack_verifier.errors import InputError
 from dstack_verifier.evidence import ZIP_MAGIC, Evidence, detect, load_evidence
-from dstack_verifier.model import CheckStatus, Report, Verdict
+from dstack_verifier.model import CheckStatus, DataObject, Report, Verdict
 from dstack_verifier.quote.verify import TrustAnchor
 from dstack_verifier.sources.trust_center import claims_line
 from dstack_verifier.verification import ImageOptions, load_anchor
@@ -117,6 +117,11 @@ def identity_parts(report: Report) -> list[str]:
     if isinstance(domain, str) and domain:
         parts.append(domain)
     return parts
+
+
+def _object_label(obj: DataObject) -> str:
+    """How Find object offers an object, and what its words are matched against."""
+    return f"{obj.name} — {obj.id}"
 
 
 def _is_zip(path: Path) -> bool:
@@ -807,14 +812,12 @@ class MainWindow(QMainWindow):
 
     def export_trust_center(self, out: Path) -> bool:
         """Write the report on screen as a Trust Center VerificationResponse; False (and a message) when it fails."""
-        import json
-
-        from dstack_verifier.report.trust_center import trust_center_response
+        from dstack_verifier.report.trust_center import trust_center_json
 
         if self.report is None:
             return False
         try:
-            out.write_text(json.dumps(trust_center_response(self.report), indent=2) + "\n")
+            out.write_text(trust_center_json(self.report))
         except OSError as exc:
             self.message_bar.show_message("error", "The Trust Center JSON could not be written",
                                           [f"{out}: {exc.strerror or exc}"])
@@ -928,7 +931,7 @@ class MainWindow(QMainWindow):
         counts = count_statuses(report.checks)
         self.findings_badge.set_counts(counts)
         self._show_verdict(report, counts)
-        self._find_model.setStringList([f"{o.name} — {o.id}" for o in report.data_objects])
+        self._find_model.setStringList([_object_label(o) for o in report.data_objects])
         if self.pending_object and self.find_object(self.pending_object):
             self.pending_object = ""  # asked for once (`gui --select`): later reports open as usual
 
@@ -943,7 +946,7 @@ class MainWindow(QMainWindow):
             return False
         words = wanted.split()
         found = next((o for o in report.data_objects if o.id.lower() == wanted), None) or next(
-            (o for o in report.data_objects if all(w in f"{o.name} — {o.id}".lower() for w in words)), None)
+            (o for o in report.data_objects if all(w in _object_label(o).lower() for w in words)), None)
         if found is None:
             self.statusBar().showMessage(f"No object matches {text.strip()[:60]!r}", 5000)
             return False

@@ -10,6 +10,7 @@ is what a Trust Center result carries, so the response can be verified again as 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,3 +52,8 @@ def trust_center_response(report: Report) -> dict[str, Any]:
         "failures": failures,
         "success": not errors and not failures,
     }
+
+
+def trust_center_json(report: Report) -> str:
+    """The response as the file `report trust-center` and the GUI's export write."""
+    return json.dumps(trust_center_response(report), indent=2) + "\n"
